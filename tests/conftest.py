@@ -1,0 +1,36 @@
+"""Every test session gets its own BIOTUNE_HOME (lake, MLflow store, Airflow home)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "include"))
+
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="biotune-test-"))
+os.environ["BIOTUNE_HOME"] = str(_SESSION_HOME)
+os.environ.pop("BIOTUNE_LAKE", None)
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ.setdefault("AIRFLOW_HOME", str(_SESSION_HOME / "airflow"))
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A fresh BIOTUNE_HOME for one test: its own lake and MLflow store."""
+    monkeypatch.setenv("BIOTUNE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("BIOTUNE_LAKE", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path / "home"
