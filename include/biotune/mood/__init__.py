@@ -1,0 +1,1 @@
+"""Mood family: NHANES/Apple Health readers, PAT and XGBoost models."""
