@@ -282,3 +282,45 @@ def download_run_artifact(run_id: str, path: str) -> str:
 
 
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+
+
+def publish(candidate: dict, dag_run_id: str) -> dict:
+    """Register an evaluated candidate and gate it: the register-gate-promote step of every family.
+
+    ``candidate`` is the evaluate step's dict: ``model`` (spec name), ``family_module`` (a module
+    with ``log_model(candidate, local_dir)`` and ``training_frame(candidate)``), ``artifact`` (the
+    trained files in the lake), ``params``, ``metrics``, ``plots``, ``dataset``, ``challenger_value``
+    and ``champion_value`` (both measured on the same held-out data).
+    """
+    import importlib
+    import tempfile
+
+    from biotune import storage
+    from biotune.specs import get_spec
+
+    spec = get_spec(candidate["model"])
+    family = importlib.import_module(candidate["family_module"])
+    version = find_version(spec.name, dag_run_id)
+    if version is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp)
+            storage.download_dir(candidate["artifact"], str(local / "model"))
+            plots = {}
+            if candidate.get("plots"):
+                storage.download_dir(candidate["plots"], str(local / "plots"))
+                plots = {p.stem: str(p) for p in sorted((local / "plots").glob("*.png"))}
+            frame = family.training_frame(candidate)
+            reference = local / "reference" / "features.parquet"
+            reference.parent.mkdir()
+            frame.to_parquet(reference, index=False)
+            run_id, model_uri = log_training_run(
+                spec, dag_run_id=dag_run_id, params=candidate["params"], metrics=candidate["metrics"],
+                log_model=lambda: family.log_model(candidate, str(local / "model")),
+                dataset=frame, dataset_source=candidate["dataset"], plots=plots,
+                artifacts={"reference": str(reference)},
+            )
+        version = register(spec, run_id=run_id, model_uri=model_uri, dag_run_id=dag_run_id)
+    decision = gate_and_promote(spec, version, candidate["challenger_value"], candidate.get("champion_value"))
+    return {"model": spec.name, "version": version.version, "run_id": version.run_id, **decision,
+            "metric": spec.gate.metric, "challenger_value": candidate["challenger_value"],
+            "champion_value": candidate.get("champion_value")}

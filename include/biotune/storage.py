@@ -236,3 +236,34 @@ def quarantine(uri: str, reason: str, run_id: str = "") -> str:
         "source": str(uri), "quarantined_at": stamp, "run_id": run_id, "reason": reason,
     })
     return dest
+
+
+def upload_dir(local_dir: str, uri: str) -> str:
+    """Copy every file of a local directory (recursively) under ``uri``."""
+    root = Path(local_dir)
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        upload_file(str(path), join(uri, *path.relative_to(root).parts))
+    return uri
+
+
+def download_dir(uri: str, local_dir: str) -> str:
+    """Copy the files under ``uri`` into ``local_dir`` (one level of nesting per listdir call)."""
+    dest = Path(local_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    if not is_s3(uri):
+        shutil.copytree(uri, dest, dirs_exist_ok=True)
+        return str(dest)
+    for name in listdir(uri):
+        child = join(uri, name)
+        if name and not exists(child) or _is_prefix(child):
+            download_dir(child, str(dest / name))
+        else:
+            with local_copy(child) as local:
+                shutil.copyfile(local, dest / name)
+    return str(dest)
+
+
+def _is_prefix(uri: str) -> bool:
+    bucket, key = _split_s3(uri)
+    resp = _s3_call(_s3().list_objects_v2, uri, Bucket=bucket, Prefix=key.rstrip("/") + "/", MaxKeys=1)
+    return resp.get("KeyCount", 0) > 0

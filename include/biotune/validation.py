@@ -158,3 +158,25 @@ def validate_or_quarantine(frame, suite_name: str, source: str, run_id: str = ""
 
 def _safe(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
+def read_frame(path: str, reader: str, row_limit: int | None = None):
+    """Read a landed file (or its first ``row_limit`` rows) into a frame for its suite.
+
+    Readers: ``xpt`` (SAS XPORT through pyreadstat), ``csv``, ``jsonl``, ``parquet``.
+    """
+    import pandas as pd
+
+    with storage.local_copy(path) as local:
+        if reader == "xpt":
+            from biotune.xport import read_xport
+
+            return read_xport(local, row_limit=row_limit)
+        if reader == "csv":
+            return pd.read_csv(local, nrows=row_limit)
+        if reader == "jsonl":
+            return pd.read_json(local, lines=True, nrows=row_limit)
+        if reader == "parquet":
+            frame = pd.read_parquet(local)
+            return frame.head(row_limit) if row_limit else frame
+    raise ValueError(f"unknown reader {reader!r}: use xpt, csv, jsonl or parquet")

@@ -1,0 +1,80 @@
+# biotune: `make demo` runs the main job end to end on the embedded default; `make test` runs the suite.
+# Both create .venv and .biotune/ on first use and reuse them afterwards.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
+PYTHON ?= python3.11
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+export BIOTUNE_HOME ?= $(CURDIR)/.biotune
+export AIRFLOW_HOME ?= $(BIOTUNE_HOME)/airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__EXECUTOR ?= LocalExecutor
+export AIRFLOW__API__BASE_URL ?= http://127.0.0.1:8080
+export AIRFLOW__API__HOST ?= 127.0.0.1
+export AIRFLOW__API__PORT ?= 8080
+export GIT_PYTHON_REFRESH := quiet
+export TF_CPP_MIN_LOG_LEVEL := 2
+export MLFLOW_ENABLE_TELEMETRY := false
+export DO_NOT_TRACK := 1
+
+DEMO_PARTICIPANTS ?= 400
+DEMO_CONF ?= {"epochs": 4, "pretrain_epochs": 1}
+NHANES_LANDING := $(BIOTUNE_HOME)/lake/landing/nhanes/2013-2014
+MLFLOW_DB := $(BIOTUNE_HOME)/mlflow/mlflow.db
+MLFLOW_ARTIFACTS := $(BIOTUNE_HOME)/mlflow/artifacts
+
+.PHONY: venv init demo test test-fast bench up down clean
+
+venv: $(STAMP)
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+
+init: venv
+	@mkdir -p $(BIOTUNE_HOME)/lake $(BIOTUNE_HOME)/mlflow $(AIRFLOW_HOME)
+	@$(BIN)/airflow db migrate > $(BIOTUNE_HOME)/airflow-db-migrate.log 2>&1 || { tail -30 $(BIOTUNE_HOME)/airflow-db-migrate.log; exit 1; }
+	@echo "biotune home: $(BIOTUNE_HOME) (Airflow metadata: SQLite; MLflow: $(MLFLOW_DB))"
+
+$(NHANES_LANDING)/PAXMIN_H.XPT: | venv
+	$(BIN)/biotune synth nhanes --participants $(DEMO_PARTICIPANTS) --seed 7 --out $(NHANES_LANDING)
+
+demo: init $(NHANES_LANDING)/PAXMIN_H.XPT
+	$(BIN)/airflow dags reserialize > /dev/null 2>&1 || true
+	$(BIN)/python scripts/run_dag.py mood_population_finetune --conf '$(DEMO_CONF)'
+	@echo
+	$(BIN)/biotune registry list
+
+test: init
+	$(BIN)/python -m pytest -q --durations=15
+
+test-fast: init
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: venv
+	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+up: init
+	@mkdir -p $(BIOTUNE_HOME)/run
+	@nohup $(BIN)/mlflow server --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(MLFLOW_DB) \
+	  --default-artifact-root file://$(MLFLOW_ARTIFACTS) > $(BIOTUNE_HOME)/run/mlflow.log 2>&1 & echo $$! > $(BIOTUNE_HOME)/run/mlflow.pid
+	@nohup $(BIN)/airflow standalone > $(BIOTUNE_HOME)/run/airflow.log 2>&1 & echo $$! > $(BIOTUNE_HOME)/run/airflow.pid
+	@echo "waiting for Airflow on http://127.0.0.1:8080 ..."
+	@for i in $$(seq 1 90); do curl -sf http://127.0.0.1:8080/api/v2/monitor/health > /dev/null && break; sleep 2; done
+	@echo "Airflow UI: http://127.0.0.1:8080  user: admin  password: $$(cat $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated 2>/dev/null | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin).get("admin","(see $(BIOTUNE_HOME)/run/airflow.log)"))' 2>/dev/null)"
+	@echo "MLflow UI:  http://127.0.0.1:5000"
+	@echo "logs: $(BIOTUNE_HOME)/run/*.log; stop with make down"
+
+down:
+	@for svc in airflow mlflow; do f=$(BIOTUNE_HOME)/run/$$svc.pid; \
+	  if [ -f $$f ]; then kill -- -$$(ps -o pgid= $$(cat $$f) | tr -d ' ') 2>/dev/null || kill $$(cat $$f) 2>/dev/null; rm -f $$f; echo "stopped $$svc"; fi; done
+
+clean: down
+	rm -rf $(BIOTUNE_HOME)

@@ -1,0 +1,182 @@
+"""The ``biotune`` command: the library's steps from a shell, same code as the DAGs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from biotune.errors import BiotuneError
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def cmd_registry_list(args) -> int:
+    from biotune import registry
+
+    rows = registry.list_models()
+    if args.json:
+        _print_json(rows)
+        return 0
+    if not rows:
+        print("no registered models yet (run `make demo` or trigger a fine-tune DAG)")
+        return 0
+    print(f"{'model':30} {'champion':>9} {'challenger':>10} {'latest':>6}  headline metric (test)")
+    for row in rows:
+        champ, chall = row["champion"], row["challenger"]
+        metrics = (champ or chall or {}).get("metrics", {})
+        headline = ", ".join(f"{k}={metrics[k]:.3f}" for k in ("test_auc", "test_pr_auc") if k in metrics)
+        print(f"{row['name']:30} {('v' + champ['version']) if champ else '-':>9} "
+              f"{('v' + chall['version']) if chall else '-':>10} {row['latest_version'] or '-':>6}  {headline}")
+    return 0
+
+
+def cmd_registry_rollback(args) -> int:
+    from biotune import registry
+
+    result = registry.rollback(args.name)
+    print(f"{result['name']}: champion moved from v{result['from']} back to v{result['to']}")
+    return 0
+
+
+def cmd_spec_check(args) -> int:
+    from biotune.specs import all_specs, load_spec
+
+    specs = [load_spec(p) for p in args.files] if args.files else all_specs()
+    for spec in specs:
+        print(f"ok  {spec.source}: {spec.name} ({spec.family}/{spec.task}, {spec.architecture.kind})")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from biotune import validation
+
+    frame = validation.read_frame(args.file, args.reader, args.rows)
+    outcome = validation.run_suite(frame, args.suite, where=args.file, report_dir=args.report_dir)
+    _print_json(outcome.as_dict())
+    return 0 if outcome.success else 1
+
+
+def cmd_synth_nhanes(args) -> int:
+    from biotune.synthetic.nhanes import write_nhanes
+
+    paths = write_nhanes(args.out, participants=args.participants, seed=args.seed)
+    for name, path in sorted(paths.items()):
+        print(f"{name:10} {path}")
+    return 0
+
+
+def cmd_nhanes_cohort(args) -> int:
+    from biotune.mood.cohort import build_cohort
+
+    report = build_cohort(args.source, args.out, workers=args.workers, progress=lambda m: print(m, file=sys.stderr))
+    from biotune.mood.pipeline import _report_dict
+
+    _print_json(_report_dict(report))
+    return 0
+
+
+def cmd_pat_info(args) -> int:
+    from biotune.mood.pat import pat_parameter_count
+
+    print(f"PAT-{args.size}: {pat_parameter_count(args.size):,} encoder parameters")
+    return 0
+
+
+def cmd_pat_convert(args) -> int:
+    from biotune.mood.pat_weights import convert_keras_weights
+
+    convert_keras_weights(args.file, args.size, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_drift_psi(args) -> int:
+    import pandas as pd
+
+    from biotune.drift import psi
+
+    values = psi(pd.read_parquet(args.reference), pd.read_parquet(args.current), method=args.method, bins=args.bins)
+    if args.json:
+        _print_json({k: (None if pd.isna(v) else float(v)) for k, v in values.items()})
+    else:
+        for column, value in values.sort_values(ascending=False).items():
+            flag = "  DRIFT" if value >= args.threshold else ""
+            print(f"{column:40} {value:10.4f}{flag}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="biotune", description=__doc__)
+    sub = parser.add_subparsers(dest="group", required=True)
+
+    reg = sub.add_parser("registry", help="MLflow registry: list, rollback").add_subparsers(dest="cmd", required=True)
+    p = reg.add_parser("list", help="registered models with champion and challenger")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_registry_list)
+    p = reg.add_parser("rollback", help="move champion back to the version it replaced")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_registry_rollback)
+
+    spec = sub.add_parser("spec", help="model specs in models/").add_subparsers(dest="cmd", required=True)
+    p = spec.add_parser("check", help="load and check specs (all of models/ by default)")
+    p.add_argument("files", nargs="*")
+    p.set_defaults(func=cmd_spec_check)
+
+    p = sub.add_parser("validate", help="run an expectations/ suite on a file")
+    p.add_argument("file")
+    p.add_argument("--suite", required=True)
+    p.add_argument("--reader", default="parquet", choices=["parquet", "csv", "jsonl", "xpt"])
+    p.add_argument("--rows", type=int, default=None, help="validate only the first N rows")
+    p.add_argument("--report-dir", default=None)
+    p.set_defaults(func=cmd_validate)
+
+    synth = sub.add_parser("synth", help="generate data in the real file formats").add_subparsers(dest="cmd", required=True)
+    p = synth.add_parser("nhanes", help="NHANES 2013-14 XPT files with planted signal")
+    p.add_argument("--participants", type=int, default=300)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_synth_nhanes)
+
+    nh = sub.add_parser("nhanes", help="NHANES readers").add_subparsers(dest="cmd", required=True)
+    p = nh.add_parser("cohort", help="build the participant cohort parquet")
+    p.add_argument("--source", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--workers", type=int, default=2)
+    p.set_defaults(func=cmd_nhanes_cohort)
+
+    pat = sub.add_parser("pat", help="Pretrained Actigraphy Transformer").add_subparsers(dest="cmd", required=True)
+    p = pat.add_parser("info", help="parameter count")
+    p.add_argument("--size", default="S", choices=["S", "M", "L"])
+    p.set_defaults(func=cmd_pat_info)
+    p = pat.add_parser("convert-weights", help="released Keras .h5 weights to a PyTorch state dict")
+    p.add_argument("file")
+    p.add_argument("--size", required=True, choices=["S", "M", "L"])
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_pat_convert)
+
+    drift = sub.add_parser("drift", help="drift measures").add_subparsers(dest="cmd", required=True)
+    p = drift.add_parser("psi", help="PSI per column between two parquet files")
+    p.add_argument("--reference", required=True)
+    p.add_argument("--current", required=True)
+    p.add_argument("--method", default="quantile", choices=["quantile", "evidently"])
+    p.add_argument("--bins", type=int, default=10)
+    p.add_argument("--threshold", type=float, default=0.2)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_drift_psi)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except BiotuneError as exc:
+        print(f"error ({type(exc).__name__}): {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
