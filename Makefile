@@ -78,3 +78,6 @@ down:
 
 clean: down
 	rm -rf $(BIOTUNE_HOME)
+
+# The distributed topology as local processes (make stack-up / stack-down): see docs/distributed.md.
+-include stack.mk
