@@ -84,7 +84,6 @@ def _registry_call(what: str):
 
 
 def experiment_id(name: str) -> str:
-    import mlflow
 
     client = configure()
     with _registry_call(f"open experiment {name}"):

@@ -30,6 +30,7 @@ class ValidationOutcome:
     report_json: str = ""
     report_html: str = ""
     rows: int = 0
+    skipped: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
@@ -54,12 +55,31 @@ def load_suite_dict(suite_name: str) -> dict:
     return suite
 
 
-def _build_suite(suite_dict: dict, where: str):
+def _applicable(suite_dict: dict, columns) -> tuple[list[dict], list[str]]:
+    """Expectations to run on a frame with ``columns``, and the ones skipped.
+
+    A suite may list ``meta.required_columns``: expectations on any other column are skipped
+    when that column is absent (files written from the codebook may omit what biotune never
+    reads), while a missing required column always fails."""
+    required = (suite_dict.get("meta") or {}).get("required_columns")
+    if required is None:
+        return list(suite_dict["expectations"]), []
+    present, keep, skipped = set(columns), [], []
+    for exp in suite_dict["expectations"]:
+        column = exp.get("kwargs", {}).get("column")
+        if column and column not in present and column not in required:
+            skipped.append(f"{exp['type']} on optional column {column}: column absent, skipped")
+        else:
+            keep.append(exp)
+    return keep, skipped
+
+
+def _build_suite(suite_dict: dict, where: str, expectations_json: list[dict] | None = None):
     import great_expectations as gx
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
     expectations = []
-    for i, exp in enumerate(suite_dict["expectations"]):
+    for i, exp in enumerate(suite_dict["expectations"] if expectations_json is None else expectations_json):
         try:
             expectations.append(ExpectationConfiguration(type=exp["type"], kwargs=exp.get("kwargs", {}),
                                                          meta=exp.get("meta")).to_domain_obj())
@@ -109,7 +129,8 @@ def run_suite(frame, suite_name: str, where: str, report_dir: str | None = None)
     import great_expectations as gx
 
     suite_dict = load_suite_dict(suite_name)
-    suite = _build_suite(suite_dict, str(suite_path(suite_name)))
+    to_run, skipped = _applicable(suite_dict, frame.columns)
+    suite = _build_suite(suite_dict, str(suite_path(suite_name)), to_run)
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     context = gx.get_context(mode="ephemeral")
     try:
@@ -123,7 +144,8 @@ def run_suite(frame, suite_name: str, where: str, report_dir: str | None = None)
              f"{r.expectation_config.type}({', '.join(f'{k}={v}' for k, v in r.expectation_config.kwargs.items() if k != 'batch_id')})")
             for r in result.results]
     outcome = ValidationOutcome(suite=suite_name, success=bool(result.success), evaluated=len(result.results),
-                                failures=[text for ok, text in rows if not ok], rows=len(frame))
+                                failures=[text for ok, text in rows if not ok], rows=len(frame), skipped=skipped)
+    rows += [(True, text) for text in skipped]
     if report_dir:
         outcome.report_json = storage.write_json(storage.join(report_dir, f"{suite_name}.json"), result.to_json_dict())
         outcome.report_html = storage.write_text(storage.join(report_dir, f"{suite_name}.html"),
@@ -169,9 +191,9 @@ def read_frame(path: str, reader: str, row_limit: int | None = None):
 
     with storage.local_copy(path) as local:
         if reader == "xpt":
-            from biotune.xport import read_xport
+            from biotune.xport import read_table
 
-            return read_xport(local, row_limit=row_limit)
+            return read_table(local, row_limit=row_limit)
         if reader == "csv":
             return pd.read_csv(local, nrows=row_limit)
         if reader == "jsonl":

@@ -1,44 +1,233 @@
-"""SAS XPORT (v5) files through pyreadstat, with typed errors for files that are not XPORT."""
+"""SAS XPORT (v5) files: header parsing with truncation checks, small-table reads through
+pyreadstat, and vectorised IBM -> IEEE decoding of fixed-width records.
+
+The format is generic; biotune meets it as the NHANES releases from CDC, so the fixes in the
+error messages point there. ``biotune.mood.nhanes`` builds the fast minute-file reader on it.
+"""
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
+
+import numpy as np
 
 from biotune.errors import InputFormatError, MissingInputError
 
-XPORT_MAGIC = b"HEADER RECORD*******LIBRARY HEADER RECORD!!!!!!!"
+CDC_URL = "https://wwwn.cdc.gov/Nchs/Nhanes/2013-2014/"
+_LIB_HEADER = b"HEADER RECORD*******LIBRARY HEADER RECORD!!!!!!!"
+_LIBV8_HEADER = b"HEADER RECORD*******LIBV8   HEADER RECORD!!!!!!!"
+_MEMBER_HEADER = b"HEADER RECORD*******MEMBER  HEADER RECORD!!!!!!!"
+_NAMESTR_HEADER = b"HEADER RECORD*******NAMESTR HEADER RECORD!!!!!!!"
+_OBS_HEADER = b"HEADER RECORD*******OBS     HEADER RECORD!!!!!!!"
 
 
-def check_xport(path: str | Path) -> None:
-    """Fail with InputFormatError unless ``path`` starts like a SAS XPORT v5 file."""
-    path = Path(path)
-    if not path.exists():
-        raise MissingInputError(f"no file {path.name}", where=str(path), fix="check the path")
-    with open(path, "rb") as fh:
-        head = fh.read(80)
-    if not head.startswith(XPORT_MAGIC):
-        raise InputFormatError(
-            f"{path.name} is not a SAS XPORT file (its first bytes are {head[:24]!r})",
-            where=str(path),
-            fix="download the .XPT file again from the CDC NHANES site; do not convert or rename other formats",
-        )
+def _fix(path: Path | str) -> str:
+    name = Path(path).name.upper().replace(".XPT", "")
+    return (f"re-download {Path(path).name} from CDC ({CDC_URL}, Data File {name}.xpt) and "
+            f"put it in {Path(path).parent}; do not open and re-save it in other software")
 
 
-def read_xport(path: str | Path, columns: list[str] | None = None, row_limit: int | None = None):
-    """Read an XPORT file (optionally some columns, the first ``row_limit`` rows) into a frame."""
+def _not_xport(path: Path | str, why: str) -> InputFormatError:
+    return InputFormatError(f"{Path(path).name} is not a valid SAS XPORT (v5) file: {why}",
+                            where=str(path), fix=_fix(path))
+
+
+
+# ---------------------------------------------------------------------------------------
+# XPORT layout
+# ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class XptVariable:
+    name: str
+    kind: str  # "num" or "char"
+    width: int
+    offset: int  # byte offset inside an observation
+
+
+@dataclass
+class XptLayout:
+    path: Path
+    table_name: str
+    variables: list[XptVariable]
+    row_length: int
+    data_offset: int
+    n_rows: int
+    by_name: dict[str, XptVariable] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.by_name = {v.name.upper(): v for v in self.variables}
+
+
+def _pyreadstat_meta(path: Path):
     import pyreadstat
 
-    check_xport(path)
     try:
-        frame, _ = pyreadstat.read_xport(str(path), usecols=columns, row_limit=row_limit or 0)
-    except pyreadstat.ReadstatError as exc:
+        return pyreadstat.read_xport(str(path), metadataonly=True)[1]
+    except Exception as exc:  # ReadstatError, PyreadstatError, UnicodeDecodeError ...
+        raise _not_xport(path, f"pyreadstat cannot read its header ({exc})") from exc
+
+
+def xpt_layout(path: str | os.PathLike, check_with_pyreadstat: bool = True) -> XptLayout:
+    """Parse and check the header of an XPORT v5 file; raise InputFormatError if it is not one."""
+    p = Path(path)
+    if not p.is_file():
+        raise MissingInputError(f"file {p.name} does not exist", where=str(p), fix=_fix(p))
+    size = p.stat().st_size
+    with open(p, "rb") as fh:
+        head = fh.read(min(size, 80 * 8 + 140 * 2000))
+    if head.startswith(_LIBV8_HEADER):
+        raise _not_xport(p, "it is SAS XPORT version 8, NHANES publishes version 5")
+    if not head.startswith(_LIB_HEADER):
+        raise _not_xport(p, "it does not start with the XPORT library header record"
+                         + (" (the file is empty)" if size == 0 else ""))
+    try:
+        mem = head.index(_MEMBER_HEADER)
+        namestr_len = int(head[mem + 74: mem + 78])
+        ns = head.index(_NAMESTR_HEADER)
+        nvars = int(head[ns + 54: ns + 58])
+    except ValueError as exc:
+        raise _not_xport(p, "its member or NAMESTR header record is missing or damaged") from exc
+    block = ns + 80
+    need = block + ((nvars * namestr_len + 79) // 80) * 80 + 80
+    if len(head) < need:
+        with open(p, "rb") as fh:
+            head = fh.read(need)
+        if len(head) < need:
+            raise _not_xport(p, f"it is truncated ({size} bytes, the header alone needs {need})")
+    variables = []
+    for i in range(nvars):
+        rec = head[block + i * namestr_len: block + (i + 1) * namestr_len]
+        ntype = int.from_bytes(rec[0:2], "big")
+        width = int.from_bytes(rec[4:6], "big")
+        name = rec[8:16].decode("latin-1").strip()
+        npos = int.from_bytes(rec[84:88], "big")
+        variables.append(XptVariable(name, "num" if ntype == 1 else "char", width, npos))
+    obs = block + ((nvars * namestr_len + 79) // 80) * 80
+    if head[obs: obs + len(_OBS_HEADER)] != _OBS_HEADER:
+        raise _not_xport(p, "the observation header record is not where the header says")
+    data_offset = obs + 80
+    row_length = sum(v.width for v in variables)
+    data_bytes = size - data_offset
+    if data_bytes % 80 != 0:
+        raise _not_xport(p, f"it is truncated: the data section ({data_bytes} bytes) is not a whole "
+                         "number of 80-byte records")
+    n_rows = data_bytes // row_length if row_length else 0
+    if n_rows and data_bytes - n_rows * row_length < 80:
+        # the last 80-byte record is blank-padded; a "row" made only of padding is not a row
+        with open(p, "rb") as fh:
+            while n_rows > 0 and data_bytes - (n_rows - 1) * row_length < 80 + row_length:
+                fh.seek(data_offset + (n_rows - 1) * row_length)
+                if fh.read(row_length).strip(b" ") == b"":
+                    n_rows -= 1
+                else:
+                    break
+    table_name = head[mem + 80 + 80 + 8: mem + 80 + 80 + 16].decode("latin-1").strip()
+    layout = XptLayout(p, table_name, variables, row_length, data_offset, n_rows)
+    if check_with_pyreadstat:
+        meta = _pyreadstat_meta(p)
+        if [c.upper() for c in meta.column_names] != [v.name.upper() for v in variables]:
+            raise _not_xport(p, "its variable list does not match what pyreadstat reads")
+    return layout
+
+
+def require_columns(path: str | os.PathLike, available: Sequence[str], columns: Sequence[str]) -> None:
+    have = {c.upper() for c in available}
+    missing = [c for c in columns if c.upper() not in have]
+    if missing:
+        name = Path(path).name
+        raise MissingInputError(
+            f"{name} has no column(s) {', '.join(missing)}", where=str(path),
+            fix=f"{name} must be the NHANES 2013-14 release with {', '.join(columns)}; "
+            f"re-download it from CDC ({CDC_URL})")
+
+
+# ---------------------------------------------------------------------------------------
+# Small tables
+# ---------------------------------------------------------------------------------------
+
+def read_table(path: str | os.PathLike, columns: Sequence[str] | None = None, row_limit: int | None = None):
+    """Read a small XPORT table (or its first ``row_limit`` rows) with pyreadstat into pandas.
+
+    Character columns are stripped; numeric columns stay float64 as in the file.
+    """
+    import pyreadstat
+
+    p = Path(path)
+    layout = xpt_layout(p, check_with_pyreadstat=False)
+    names = [v.name for v in layout.variables]
+    usecols = None
+    if columns is not None:
+        require_columns(p, names, columns)
+        upper = {n.upper(): n for n in names}
+        usecols = [upper[c.upper()] for c in columns]
+    try:
+        df, _ = pyreadstat.read_xport(str(p), usecols=usecols, row_limit=row_limit or 0)
+    except Exception as exc:
+        raise _not_xport(p, f"pyreadstat cannot read it ({exc})") from exc
+    df.columns = [c.upper() for c in df.columns]
+    for c in df.columns:
+        if df[c].dtype == object:
+            df[c] = df[c].map(lambda v: v.strip() if isinstance(v, str) else
+                              (v.decode("latin-1").strip() if isinstance(v, bytes) else v))
+    return df
+
+
+def check_unique(df, path: str | os.PathLike, key: str = "SEQN") -> None:
+    """Raise InputFormatError naming the duplicated ``key`` values of a per-person table."""
+    dup = df[key][df[key].duplicated(keep=False)]
+    if len(dup):
+        vals = sorted({int(v) if v == v else v for v in dup})
+        shown = ", ".join(str(v) for v in vals[:20]) + (" ..." if len(vals) > 20 else "")
+        name = Path(path).name
         raise InputFormatError(
-            f"{Path(path).name} is truncated or corrupt: {exc}", where=str(path),
-            fix="download the .XPT file again from the CDC NHANES site",
-        ) from exc
-    if columns:
-        missing = [c for c in columns if c not in frame.columns]
-        if missing:
-            raise MissingInputError(f"{Path(path).name} lacks column(s) {', '.join(missing)}", where=str(path),
-                                    fix="use the NHANES 2013-2014 release of this file")
-    return frame
+            f"{name} must have one row per {key} but {len(vals)} {key}(s) repeat: {shown}",
+            where=str(path), fix=f"re-download {name} from CDC ({CDC_URL}); if you built it yourself, "
+            f"keep one row per {key}")
+
+
+# ---------------------------------------------------------------------------------------
+# Decoding
+# ---------------------------------------------------------------------------------------
+
+# value of an IBM double = fraction(56 bits) * _IBM_SCALE[first byte]; sign folded into the table
+_IBM_SCALE = np.array([(-1.0 if b >= 0x80 else 1.0) * 16.0 ** ((b & 0x7F) - 64) * 2.0 ** -56
+                       for b in range(256)], dtype=np.float64)
+
+
+def ibm_to_ieee(raw: np.ndarray) -> np.ndarray:
+    """8-byte IBM floats (big-endian uint64 or bytes) -> float64; SAS missing values -> NaN."""
+    u = np.asarray(raw).view(">u8").astype(np.uint64)
+    top = (u >> np.uint64(56)).astype(np.intp)
+    u &= np.uint64(0x00FFFFFFFFFFFFFF)
+    val = u.astype(np.float64)
+    val *= _IBM_SCALE[top]
+    zero = np.flatnonzero(val == 0)
+    if len(zero):  # SAS missing: fraction 0 and first byte '.', 'A'-'Z' or '_'
+        t = top[zero]
+        miss = (t == 0x2E) | ((t >= 0x41) & (t <= 0x5A)) | (t == 0x5F)
+        val[zero[miss]] = np.nan
+    return val
+
+
+def _decode(field_bytes: np.ndarray, var: XptVariable) -> np.ndarray:
+    """One column of a chunk (structured field) -> float64 (character codes parsed as numbers)."""
+    n = len(field_bytes)
+    if var.kind == "num":
+        if var.width == 8:
+            return ibm_to_ieee(field_bytes)
+        padded = np.zeros((n, 8), dtype=np.uint8)
+        padded[:, : var.width] = field_bytes.view(np.uint8).reshape(n, var.width)
+        return ibm_to_ieee(padded.view(">u8").reshape(n))
+    if var.width == 1:
+        b = field_bytes.view(np.uint8).astype(np.int16) - 48
+        out = b.astype(np.float64)
+        out[(b < 0) | (b > 9)] = np.nan
+        return out
+    import pandas as pd
+
+    text = np.char.strip(field_bytes.view(f"S{var.width}")).astype(str)
+    return pd.to_numeric(pd.Series(text), errors="coerce").to_numpy(np.float64)

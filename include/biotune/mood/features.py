@@ -83,13 +83,15 @@ _CBT_AFTER_MIDSLEEP_H = 1.6
 
 
 def sleep_from_paxpredm(state: np.ndarray) -> np.ndarray:
-    """NHANES PAXPREDM (1 wake, 2 sleep, 3 non-wear, 4 unknown) -> float sleep (1/0/NaN)."""
+    """NHANES PAXPREDM (1 wake, 2 sleep, 3 non-wear, 4 unknown) -> float sleep (1/0/NaN).
+
+    0 is the cohort's code for a minute outside the recording; it is missing like non-wear."""
     s = np.asarray(state, dtype=np.float64)
-    known = np.isnan(s) | np.isin(s, (1.0, 2.0, 3.0, 4.0))
+    known = np.isnan(s) | np.isin(s, (0.0, 1.0, 2.0, 3.0, 4.0))
     if not known.all():
         bad = np.unique(s[~known])[:5]
         raise InputFormatError(
-            f"PAXPREDM holds codes outside 1-4: {bad.tolist()}",
+            f"PAXPREDM holds codes outside 0-4: {bad.tolist()}",
             "sleep_from_paxpredm(state)",
             "pass the PAXPREDM column of PAXMIN_H (1 wake, 2 sleep, 3 non-wear, 4 unknown)")
     out = np.full(s.shape, np.nan)

@@ -16,8 +16,8 @@ from typing import Callable
 import numpy as np
 
 from biotune import settings, storage
-from biotune.errors import InputFormatError, MissingInputError
-from biotune.specs import ModelSpec, get_spec
+from biotune.errors import InputFormatError
+from biotune.specs import get_spec
 
 log = logging.getLogger(__name__)
 
@@ -46,31 +46,16 @@ def run_dir(dag_run_id: str) -> str:
     return storage.lake_path("runs", "mood_population_finetune", safe)
 
 
-def find_file(source: str, table: str) -> str:
-    """The path of ``table`` in ``source`` (NHANES names are upper case with .XPT; accept any case)."""
-    names = storage.listdir(source)
-    for name in names:
-        if name.upper() == f"{table}.XPT":
-            return storage.join(source, name)
-    raise MissingInputError(
-        f"{table}.XPT is missing from the NHANES source",
-        where=source,
-        fix=f"download {table}.XPT from the CDC NHANES 2013-2014 pages into {source}; "
-            f"found: {', '.join(names) or 'nothing'}",
-    )
-
-
 def raw_tables(source: str) -> list[dict]:
-    """One validation job per raw table: its path, its suite, how to read it (all files must exist)."""
+    """One validation job per raw table present: path, suite, how many rows to read. Every
+    required file must be there (MissingInputError naming each missing one) before work starts."""
     from biotune import validation
+    from biotune.mood.nhanes import match_tables
 
-    jobs = []
-    for table, suite in RAW_SUITES.items():
-        path = find_file(source, table)  # raises, naming every missing file's fix, before any work
-        if validation.suite_path(suite).exists():
-            jobs.append({"path": path, "suite": suite,
-                         "row_limit": PAXMIN_SAMPLE_ROWS if table == "PAXMIN_H" else None})
-    return jobs
+    found = match_tables(storage.listdir(source), source)
+    return [{"path": storage.join(source, found[table]), "suite": suite,
+             "row_limit": PAXMIN_SAMPLE_ROWS if table == "PAXMIN_H" else None}
+            for table, suite in RAW_SUITES.items() if table in found and validation.suite_path(suite).exists()]
 
 
 def build_cohort(source: str, dag_run_id: str, progress: Callable[[str], None] | None = None) -> dict:
@@ -84,13 +69,15 @@ def build_cohort(source: str, dag_run_id: str, progress: Callable[[str], None] |
     with _staged_source(source) as local_source, tempfile.TemporaryDirectory() as tmp:
         local_out = str(Path(tmp) / "cohort.parquet")
         report = _report_dict(cohort.build_cohort(local_source, local_out, progress=progress))
-        frame, _, _ = cohort.load_cohort_arrays(local_out)
+        frame, activity, state = cohort.load_cohort_arrays(local_out)
         storage.upload_file(local_out, out)
+    # the suite sees the matrices as per-row arrays (views, no copy)
+    checked = frame.assign(activity=list(activity), state=list(state))
     storage.write_json(out + ".report.json", report)
     if frame.empty:
         raise InputFormatError("no participant passed the cohort rules", where=source,
                                fix=f"check the exclusion counts: {report}")
-    validation.validate_or_quarantine(frame, "mood_cohort", out, run_id=dag_run_id,
+    validation.validate_or_quarantine(checked, "mood_cohort", out, run_id=dag_run_id,
                                       report_dir=storage.join(run_dir(dag_run_id), "validation"))
     return {"cohort": out, "participants": int(len(frame)), "report": report}
 
