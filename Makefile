@@ -24,6 +24,7 @@ export DO_NOT_TRACK := 1
 
 DEMO_PARTICIPANTS ?= 400
 DEMO_CONF ?= {"epochs": 4, "pretrain_epochs": 1}
+DEMO_MONITOR_ARGS ?= --days 6 --shift-day 3 --persons 250
 NHANES_LANDING := $(BIOTUNE_HOME)/lake/landing/nhanes/2013-2014
 MLFLOW_DB := $(BIOTUNE_HOME)/mlflow/mlflow.db
 MLFLOW_ARTIFACTS := $(BIOTUNE_HOME)/mlflow/artifacts
@@ -41,6 +42,7 @@ $(STAMP): requirements.txt pyproject.toml
 init: venv
 	@mkdir -p $(BIOTUNE_HOME)/lake $(BIOTUNE_HOME)/mlflow $(AIRFLOW_HOME)
 	@$(BIN)/airflow db migrate > $(BIOTUNE_HOME)/airflow-db-migrate.log 2>&1 || { tail -30 $(BIOTUNE_HOME)/airflow-db-migrate.log; exit 1; }
+	@$(BIN)/python -c "from biotune import registry; registry.configure()"
 	@echo "biotune home: $(BIOTUNE_HOME) (Airflow metadata: SQLite; MLflow: $(MLFLOW_DB))"
 
 $(NHANES_LANDING)/PAXMIN_H.XPT: | venv
@@ -51,8 +53,10 @@ demo: init $(NHANES_LANDING)/PAXMIN_H.XPT
 	$(BIN)/python scripts/run_dag.py mood_population_finetune --conf '$(DEMO_CONF)'
 	@echo
 	$(BIN)/biotune registry list
+	@echo
+	$(BIN)/python scripts/demo_monitoring.py $(DEMO_MONITOR_ARGS)
 
-test: init
+test: init browser-deps stack-deps
 	$(BIN)/python -m pytest -q --durations=15
 
 test-fast: init

@@ -43,7 +43,7 @@ MOOD_COHORT = Asset("biotune_mood_nhanes_cohort")
     doc_md=__doc__,
     default_args={"owner": "biotune", "retries": 2, "retry_delay": timedelta(seconds=20)},
     params={
-        "source": Param("", type="string", title="NHANES folder",
+        "source": Param(None, type=["null", "string"], title="NHANES folder",
                         description="Folder (or s3:// prefix) with the seven XPT files; empty = lake landing/nhanes/2013-2014"),
         "pat_size": Param("S", enum=["S", "M", "L"], title="PAT size"),
         "pat_mode": Param("full", enum=["full", "linear", "lora"], title="PAT fine-tuning mode"),

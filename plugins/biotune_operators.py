@@ -30,6 +30,30 @@ def fail_fast_on_bad_input():
         raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
 
 
+def family_scoring(family: str):
+    """The family's batch-scoring module (``biotune.<family>.scoring``), or None when it has none yet."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"biotune.{family}.scoring")
+    except ModuleNotFoundError:
+        return None
+
+
+def run_date(params, dag_run, candidates=()) -> str:
+    """The date a monitoring run is about (ISO): ``params["date"]``, else the latest of
+    ``candidates`` (dates carried by triggering events), else the run's logical date."""
+    import datetime as dt
+
+    if params.get("date"):
+        return dt.date.fromisoformat(str(params["date"])[:10]).isoformat()
+    dates = [str(d)[:10] for d in candidates if d]
+    if dates:
+        return max(dates)
+    when = getattr(dag_run, "logical_date", None) or getattr(dag_run, "run_after", None)
+    return (when.date() if when else dt.date.today()).isoformat()
+
+
 class ValidateOperator(BaseOperator):
     """Run an expectations/ suite on a landed file; on failure quarantine it with the report and fail."""
 

@@ -16,9 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-SHOW = re.compile(r"(biotune|Marking task as|Task instance|state=|ERROR|Error|Traceback|PROMOTED|promoted|"
-                  r"validation AUC|epoch|exclu|passed suite|Dag run|dag_run)", re.IGNORECASE)
+# biotune's own log lines (progress, metrics, gate decisions), failures, and the run's end
+SHOW = re.compile(r"(\[biotune[\w.]*\]|\[error|ERROR|Traceback|Error:|DagRun Finished|marked as failed|failed with)")
 QUIET = re.compile(r"(DeprecationWarning|Calculating Metrics|warnings.warn|FutureWarning)")
+STAMP = re.compile(r"^\S+Z \[\w+\s*\] ")
 
 
 def main() -> int:
@@ -44,7 +45,7 @@ def main() -> int:
         for line in proc.stdout:
             log.write(line)
             if args.verbose or (SHOW.search(line) and not QUIET.search(line)):
-                print(line.rstrip()[:300], flush=True)
+                print(STAMP.sub("", line.rstrip())[:300], flush=True)
             if "state=failed" in line.replace(" ", "") or "DagRunState.FAILED" in line:
                 failed_line = line
         code = proc.wait()

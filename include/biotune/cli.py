@@ -108,6 +108,31 @@ def cmd_drift_psi(args) -> int:
     return 0
 
 
+def cmd_drift_history(args) -> int:
+    from biotune import monitoring
+
+    rows = monitoring.history(args.model, since=args.since, until=args.until)
+    decisions = {(d["model"], d["date"]): d for d in monitoring.decisions(args.model, until=args.until)}
+    if args.json:
+        _print_json({"history": rows, "decisions": list(decisions.values())})
+        return 0
+    if not rows:
+        print("no drift measured yet (run drift_monitoring, or `make demo`)")
+        return 0
+    print(f"{'model':28} {'date':10} {'status':7} {'max PSI':>8} {'drifted':>7} {'conf':>6}  retrain?")
+    for row in rows:
+        decision = decisions.get((row["model"], row["date"]))
+        verdict = "-" if decision is None else decision["decision"]
+        psi_max = "-" if row["max_psi"] is None else f"{row['max_psi']:.3f}"
+        conf = "-" if row["mean_confidence"] is None else f"{row['mean_confidence']:.3f}"
+        print(f"{row['model']:28} {row['date']:10} {row['status']:7} {psi_max:>8} {row['drifted_features']:>7} "
+              f"{conf:>6}  {verdict}")
+        if decision is not None and args.reasons:
+            for reason in decision["reasons"]:
+                print(f"{'':40}{reason}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="biotune", description=__doc__)
     sub = parser.add_subparsers(dest="group", required=True)
@@ -166,6 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.2)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_drift_psi)
+    p = drift.add_parser("history", help="drift history per model and date, with the retraining decision")
+    p.add_argument("--model", default=None)
+    p.add_argument("--since", default=None, help="YYYY-MM-DD")
+    p.add_argument("--until", default=None, help="YYYY-MM-DD")
+    p.add_argument("--reasons", action="store_true", help="print each decision's reasons")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_drift_history)
     return parser
 
 

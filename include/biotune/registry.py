@@ -47,12 +47,32 @@ def configure() -> "Any":
 
     uri = settings.tracking_uri()
     if uri.startswith("sqlite:///"):
-        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        _create_sqlite_store_once(uri)
     elif uri.startswith("http"):
         _check_server(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+_READY_STORES: set[str] = set()
+
+
+def _create_sqlite_store_once(uri: str) -> None:
+    """Create (migrate) an embedded SQLite store under a file lock: parallel tasks opening a
+    fresh store at once otherwise collide in MLflow's migrations and leave it broken."""
+    if uri in _READY_STORES:
+        return
+    import fcntl
+
+    from mlflow.tracking import MlflowClient
+
+    path = Path(uri[len("sqlite:///"):])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / ".mlflow-init.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        MlflowClient(tracking_uri=uri, registry_uri=uri).search_registered_models(max_results=1)
+    _READY_STORES.add(uri)
 
 
 def _check_server(uri: str) -> None:
@@ -157,8 +177,10 @@ def register(spec: ModelSpec, *, run_id: str, model_uri: str, dag_run_id: str) -
             client.get_registered_model(spec.name)
         except Exception:
             client.create_registered_model(spec.name, tags=_spec_tags(spec), description=spec.description)
+        # MLflow 3 logged models live at models:/m-<id>; a tracking server insists on the id
+        model_id = model_uri[len("models:/"):] if model_uri.startswith("models:/m-") else None
         mv = client.create_model_version(spec.name, source=model_uri, run_id=run_id,
-                                         tags={"dag_run_id": dag_run_id})
+                                         tags={"dag_run_id": dag_run_id}, model_id=model_id)
         _wait_ready(client, spec.name, mv.version)
         client.set_registered_model_alias(spec.name, CHALLENGER, mv.version)
         return _version(client, client.get_model_version(spec.name, mv.version))

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def mood_home(home, airflow_db, tmp_path, monkeypatch):
-    """A fresh lake + MLflow store, and specs whose gate suits a 300-person sample."""
+    """A fresh lake + MLflow store, and specs whose gate suits a 500-person sample."""
     specs = tmp_path / "specs"
     specs.mkdir()
     for path in (ROOT / "models").glob("mood-*.yaml"):
@@ -40,13 +40,14 @@ def test_generated_nhanes_to_four_champions(mood_home):
     from biotune import registry
     from biotune.mood.pipeline import MODEL_NAMES
 
-    _land(300)
+    _land(500)
     dag = load_dag("mood_population_finetune")
-    run = dag.test(run_conf={"epochs": 2, "pretrain_epochs": 1})
+    run = dag.test(run_conf={"epochs": 3, "pretrain_epochs": 1})
     assert str(run.state) == "success", task_states(run)
+    listed = {row["name"]: row for row in registry.list_models()}
     for name in MODEL_NAMES:
         champ = registry.champion(name)
-        assert champ is not None, f"{name} has no champion"
+        assert champ is not None, f"{name} has no champion: {listed.get(name)}"
         assert champ.tags["dag_run_id"] == run.run_id
         assert champ.metrics["test_auc"] >= 0.5
     # the planted signal is learned, not guessed

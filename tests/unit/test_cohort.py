@@ -125,8 +125,8 @@ def test_round_trip_synthetic_40(tmp_path):
     synth.write_nhanes(src, participants=40, seed=11)
     out = tmp_path / "cohort.parquet"
     seen = []
-    rep = C.build_cohort(src, out, workers=2, progress=lambda d, t, m: seen.append((d, t, m)))
-    assert seen and seen[-1][2] == "done"
+    rep = C.build_cohort(src, out, workers=2, progress=seen.append)
+    assert seen and seen[-1] == "cohort done" and any("PAXMIN_H" in m for m in seen)
     assert rep.n_included + sum(rep.excluded.values()) == rep.n_candidates == 40
     assert rep.excluded["no_actigraphy"] >= 1 and rep.n_included >= 20
     report = json.loads(Path(str(out) + ".report.json").read_text())

@@ -31,7 +31,7 @@ PAXMIN_H rows, e.g. PAXSTS 2), ``no_start_time`` (minutes but no usable PAXHD_H.
 ``min_valid_days`` valid days in the best week), ``no_phq9`` (no DPQ_H record at all; people
 who answered with 7/9 are kept with a null depression label).
 
-PAXMIN_H is read in bounded chunks by worker processes over contiguous row ranges; each
+PAXMIN_H is read in bounded chunks by worker threads over contiguous row ranges; each
 worker places rows straight into per-participant 10-day grids and reduces a participant to
 its 7-day window as soon as the participant's rows end, so memory stays bounded (~0.4 GB of
 output + ~100 MB per worker at 7,000 people). Rows of one SEQN must be contiguous for that;
@@ -67,7 +67,7 @@ EXCLUSION_REASONS = ("no_actigraphy", "no_start_time", "all_non_wear", "too_litt
 TASK_ROWS = 4_000_000
 CHUNK_ROWS = 500_000
 
-Progress = Callable[[int, int, str], None]
+Progress = Callable[[str], None]  # one human-readable line per step
 
 
 @dataclass
@@ -294,11 +294,16 @@ def _aggregate(path: Path, n_rows: int, hd_seqn, hd_start_min, min_wear: int, wo
             else:
                 edges[sq] = (ga, gs)
         if progress is not None:
-            progress(stats["rows"], n_rows, "reading PAXMIN_H")
+            progress(f"reading PAXMIN_H: {stats['rows']:,} of {n_rows:,} rows ({stats['rows'] / max(n_rows, 1):.0%})")
 
     if workers > 1 and len(tasks) > 1:
-        with nhanes.mp_context().Pool(workers) as pool:
-            for res in pool.imap(_aggregate_task, tasks):
+        # threads, not processes: the decoding is numpy on large blocks (it releases the GIL), and
+        # child processes break inside Airflow tasks (a Celery worker is daemonic; spawn re-imports
+        # the airflow CLI with the task's blanked database settings; fork can inherit a held lock)
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers, thread_name_prefix="paxmin") as pool:
+            for res in pool.map(_aggregate_task, tasks):
                 consume(res)
     else:
         for t in tasks:
@@ -332,10 +337,10 @@ def build_cohort(source_dir: str | os.PathLike, out_path: str | os.PathLike, wor
     t0 = time.perf_counter()
     files = nhanes.find_nhanes_files(source_dir)
     notes: list[str] = []
-    say = progress or (lambda done, total, msg: None)
+    say = progress or (lambda message: None)
 
     # small tables ---------------------------------------------------------------------
-    say(0, 1, "reading PAXHD_H, DPQ_H, RXQ_RX_H, RXQ_DRUG")
+    say("reading PAXHD_H, DPQ_H, RXQ_RX_H, RXQ_DRUG")
     hd_cols = ["SEQN", "PAXFTIME"]
     hd = nhanes.read_table(files["PAXHD_H"], hd_cols)
     nhanes.check_unique(hd, files["PAXHD_H"])
@@ -418,7 +423,7 @@ def build_cohort(source_dir: str | os.PathLike, out_path: str | os.PathLike, wor
     frame["wear_days"] = wear_days[rows_idx].astype(np.int16)
 
     # parquet --------------------------------------------------------------------------
-    say(stats["rows"], layout.n_rows, "writing cohort parquet")
+    say(f"writing cohort parquet ({stats['rows']:,} minute rows read)")
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     n_keep = len(kept_seqn)
@@ -457,7 +462,7 @@ def build_cohort(source_dir: str | os.PathLike, out_path: str | os.PathLike, wor
         min_valid_days=min_valid_days, min_wear_minutes=min_wear_minutes,
         files={k: str(v) for k, v in files.items()}, notes=notes)
     _atomic_write_bytes(Path(report.report_path), json.dumps(report.to_dict(), indent=2).encode())
-    say(layout.n_rows, layout.n_rows, "done")
+    say("cohort done")
     return report
 
 

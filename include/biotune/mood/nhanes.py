@@ -171,13 +171,6 @@ def _iter_pyreadstat(p: Path, layout: XptLayout, columns, chunksize, start, stop
         raise _not_xport(p, f"pyreadstat cannot read it ({exc})") from exc
 
 
-def mp_context():
-    """``fork`` where available (fast, and safe here: workers only read files with numpy), else spawn."""
-    import multiprocessing as mp
-
-    return mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-
-
 def row_ranges(n_rows: int, parts: int, align: int = 1) -> list[tuple[int, int]]:
     """Split [0, n_rows) into ``parts`` contiguous ranges."""
     parts = max(1, min(parts, max(n_rows, 1)))
@@ -210,8 +203,10 @@ def read_paxmin(path: str | os.PathLike, columns: Sequence[str] = PAXMIN_COLUMNS
     if workers <= 1 or len(tasks) <= 1:
         parts = [_read_range(t) for t in tasks]
     else:
-        with mp_context().Pool(workers) as pool:
-            parts = pool.map(_read_range, tasks)
+        from concurrent.futures import ThreadPoolExecutor  # why threads: see cohort._aggregate
+
+        with ThreadPoolExecutor(workers, thread_name_prefix="paxmin") as pool:
+            parts = list(pool.map(_read_range, tasks))
     if not parts:
         return pd.DataFrame({c.upper(): [] for c in columns})
     return pd.DataFrame({k: np.concatenate([q[k] for q in parts]) for k in parts[0]})

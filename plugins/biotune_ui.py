@@ -1,0 +1,302 @@
+"""The biotune page in the Airflow 3 UI: registered models, champion and challenger with their
+metrics, the latest drift per model (PSI, Evidently report) and links to the MLflow runs.
+
+A FastAPI app mounted at ``/biotune`` (``fastapi_apps``) with a nav entry (``external_views``).
+It asks for the same login as the UI: the Airflow JWT from the ``Authorization: Bearer`` header or
+the UI's ``_token`` cookie, validated by Airflow's own auth manager. Without one: 401 (or, for a
+browser asking for HTML, a redirect to the login page).
+
+Loaded by every Airflow component that loads plugins, so only FastAPI is imported at module level;
+MLflow, SQLAlchemy and the biotune library are imported when a page is served.
+"""
+
+from __future__ import annotations
+
+import html
+import inspect
+import logging
+import os
+from typing import Any
+from urllib.parse import quote
+
+from airflow.plugins_manager import AirflowPlugin
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+
+log = logging.getLogger(__name__)
+
+URL_PREFIX = "/biotune"
+COOKIE_NAME = "_token"  # airflow.api_fastapi.auth.managers.base_auth_manager.COOKIE_NAME_JWT_TOKEN
+
+
+class NotAuthenticated(Exception):
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _auth_manager():
+    from airflow.api_fastapi.app import create_auth_manager, get_auth_manager
+
+    try:
+        return get_auth_manager()
+    except RuntimeError:  # not initialised in this process (e.g. the app served on its own)
+        manager = create_auth_manager()
+        manager.init()
+        return manager
+
+
+def _token_of(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    return request.cookies.get(COOKIE_NAME) or None
+
+
+async def current_user(request: Request) -> Any:
+    """The Airflow user behind the request, or NotAuthenticated (a 401 or a redirect to login)."""
+    token = _token_of(request)
+    if not token:
+        raise NotAuthenticated("not authenticated: log in to Airflow first")
+    manager = _auth_manager()
+    try:
+        user = manager.get_user_from_token(token)
+        if inspect.isawaitable(user):
+            user = await user
+    except Exception as exc:  # jwt.InvalidTokenError, ExpiredSignatureError, a revoked token
+        raise NotAuthenticated(f"invalid or expired token ({type(exc).__name__})") from exc
+    from airflow.api_fastapi.auth.managers.models.resource_details import AccessView
+
+    if not manager.is_authorized_view(access_view=AccessView.WEBSITE, user=user):
+        raise HTTPException(status_code=403, detail="this user may not view the Airflow website")
+    return user
+
+
+def _wants_html(request: Request) -> bool:
+    return "text/html" in request.headers.get("accept", "")
+
+
+def _login_url(request: Request) -> str:
+    try:
+        return _auth_manager().get_url_login(next_url=str(request.url))
+    except Exception:  # noqa: BLE001
+        return "/auth/login"
+
+
+# ------------------------------------------------------------------------------------------ data
+def mlflow_ui_url() -> str:
+    return os.environ.get("BIOTUNE_MLFLOW_UI_URL", "http://127.0.0.1:5000").rstrip("/")
+
+
+def registry_rows() -> tuple[list[dict], str | None]:
+    """(models, error): biotune.registry.list_models(), or the error text when MLflow cannot be read."""
+    try:
+        from biotune import registry
+
+        return registry.list_models(), None
+    except Exception as exc:  # noqa: BLE001 (the page shows the failure instead of a 500)
+        log.warning("biotune page: cannot list models: %s", exc)
+        return [], f"{type(exc).__name__}: {exc}"
+
+
+def _drift_engine():
+    from pathlib import Path
+
+    import sqlalchemy as sa
+
+    from biotune import settings
+
+    uri = settings.drift_db_uri()
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
+        return None  # do not create an empty SQLite file just by looking
+    return sa.create_engine(uri)
+
+
+def latest_drift() -> tuple[dict[str, dict], str | None]:
+    """{model: latest drift_history row}; ({}, None) when no drift run has written the table yet."""
+    try:
+        import sqlalchemy as sa
+
+        engine = _drift_engine()
+        if engine is None:
+            return {}, None
+        try:
+            if not sa.inspect(engine).has_table("drift_history"):
+                return {}, None
+            with engine.connect() as conn:
+                rows = conn.execute(sa.text(
+                    "SELECT model, date, max_psi, drifted_features, report_uri FROM drift_history "
+                    "ORDER BY date DESC")).mappings().all()
+        finally:
+            engine.dispose()
+    except Exception as exc:  # noqa: BLE001
+        log.warning("biotune page: cannot read drift history: %s", exc)
+        return {}, f"{type(exc).__name__}: {exc}"
+    latest: dict[str, dict] = {}
+    for row in rows:
+        latest.setdefault(str(row["model"]), dict(row))
+    return latest, None
+
+
+def drift_report_uri(model: str, date: str) -> str | None:
+    import sqlalchemy as sa
+
+    engine = _drift_engine()
+    if engine is None:
+        return None
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text("SELECT report_uri FROM drift_history WHERE model = :m AND "
+                                        "CAST(date AS VARCHAR(64)) = :d ORDER BY date DESC"),
+                                {"m": model, "d": date}).scalar()
+    finally:
+        engine.dispose()
+
+
+# ------------------------------------------------------------------------------------------ page
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5rem;color:#1a202c}
+h1{font-size:1.4rem;margin:0 0 .3rem} h2{font-size:1.1rem;margin:1.6rem 0 .5rem}
+table{border-collapse:collapse;width:100%;font-size:.9rem} th,td{border-bottom:1px solid #e2e8f0;
+padding:.4rem .6rem;text-align:left;vertical-align:top} th{background:#f7fafc}
+.muted{color:#718096} .bad{color:#c53030} .ok{color:#2f855a} code{font-size:.85rem}
+.metrics{font-size:.8rem;color:#4a5568}
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def _fmt_metrics(metrics: dict | None, limit: int = 6) -> str:
+    if not metrics:
+        return ""
+    keys = sorted(metrics, key=lambda k: (not k.startswith("test_"), k))[:limit]
+    return ", ".join(f"{_e(k)}={metrics[k]:.3f}" if isinstance(metrics[k], (int, float)) else f"{_e(k)}={_e(metrics[k])}"
+                     for k in keys)
+
+
+def _version_cell(name: str, v: dict | None) -> str:
+    if not v:
+        return '<span class="muted">none</span>'
+    base = mlflow_ui_url()
+    model_link = f'{base}/#/models/{quote(name, safe="")}/versions/{quote(str(v["version"]))}'
+    run = ""
+    if v.get("run_id"):
+        run = f' · <a href="{_e(base)}/#/runs/{quote(v["run_id"])}" target="_blank" rel="noopener">run</a>'
+    gate = f' <span class="muted">gate: {_e(v.get("gate_decision"))}</span>' if v.get("gate_decision") else ""
+    return (f'<a href="{_e(model_link)}" target="_blank" rel="noopener">v{_e(v["version"])}</a>{run}{gate}'
+            f'<div class="metrics">{_fmt_metrics(v.get("metrics"))}</div>')
+
+
+def _drift_cell(name: str, row: dict | None) -> str:
+    if not row:
+        return '<span class="muted">no drift runs yet</span>'
+    psi = row.get("max_psi")
+    psi_text = f"{float(psi):.3f}" if psi is not None else "?"
+    cls = "bad" if psi is not None and float(psi) >= 0.1 else "ok"
+    report = ""
+    if row.get("report_uri"):
+        href = f"{URL_PREFIX}/reports/{quote(name, safe='')}/{quote(str(row['date']), safe='')}"
+        report = f' · <a href="{_e(href)}" target="_blank" rel="noopener">Evidently report</a>'
+    return (f'{_e(row.get("date"))}: max PSI <b class="{cls}">{psi_text}</b>{report}'
+            f'<div class="metrics">drifted: {_e(row.get("drifted_features")) or "none"}</div>')
+
+
+def render_page(models: list[dict], model_error: str | None, drift: dict[str, dict], drift_error: str | None,
+                user_name: str) -> str:
+    rows = []
+    for m in models:
+        rows.append(f'<tr data-model="{_e(m["name"])}"><td><b>{_e(m["name"])}</b>'
+                    f'<div class="muted">latest v{_e(m.get("latest_version"))}</div></td>'
+                    f'<td class="champion">{_version_cell(m["name"], m.get("champion"))}</td>'
+                    f'<td class="challenger">{_version_cell(m["name"], m.get("challenger"))}</td>'
+                    f'<td class="drift">{_drift_cell(m["name"], drift.get(m["name"]))}</td></tr>')
+    if not rows:
+        rows.append('<tr><td colspan="4" class="muted">no registered models yet: run a fine-tuning DAG '
+                    '(e.g. mood_population_finetune)</td></tr>')
+    errors = ""
+    if model_error:
+        errors += f'<p class="bad">MLflow registry unavailable: {_e(model_error)}</p>'
+    if drift_error:
+        errors += f'<p class="bad">drift history unavailable: {_e(drift_error)}</p>'
+    drift_note = "" if drift or drift_error or models else '<p class="muted">no drift runs yet</p>'
+    orphan = [f"<li>{_e(k)}: {_drift_cell(k, v)}</li>" for k, v in sorted(drift.items())
+              if k not in {m["name"] for m in models}]
+    orphan_html = f"<h2>Drift of unregistered models</h2><ul>{''.join(orphan)}</ul>" if orphan else ""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>biotune models</title><style>{STYLE}</style></head>
+<body>
+<h1>biotune: models</h1>
+<p class="muted">Champion and challenger per registered model (MLflow aliases), the latest drift check and
+links to <a href="{_e(mlflow_ui_url())}" target="_blank" rel="noopener">MLflow</a>. Signed in as {_e(user_name)}.</p>
+{errors}
+<table id="models"><thead><tr><th>model</th><th>champion</th><th>challenger</th><th>latest drift</th></tr></thead>
+<tbody>{''.join(rows)}</tbody></table>
+{drift_note}{orphan_html}
+</body></html>"""
+
+
+def _user_name(user: Any) -> str:
+    for attr in ("get_name", "get_id"):
+        fn = getattr(user, attr, None)
+        if callable(fn):
+            try:
+                return str(fn())
+            except Exception:  # noqa: BLE001
+                pass
+    return str(user)
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(title="biotune", description="biotune models, champions and drift", docs_url=None,
+                  redoc_url=None, openapi_url=None)
+
+    @app.exception_handler(NotAuthenticated)
+    async def _not_authenticated(request: Request, exc: NotAuthenticated):
+        if _wants_html(request):
+            return RedirectResponse(_login_url(request), status_code=302)
+        return JSONResponse({"detail": exc.reason}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+    @app.get("/", response_class=HTMLResponse)
+    def page(user=Depends(current_user)) -> HTMLResponse:
+        models, model_error = registry_rows()
+        drift, drift_error = latest_drift()
+        return HTMLResponse(render_page(models, model_error, drift, drift_error, _user_name(user)))
+
+    @app.get("/api/models")
+    def models_json(user=Depends(current_user)) -> JSONResponse:
+        models, model_error = registry_rows()
+        drift, drift_error = latest_drift()
+        from fastapi.encoders import jsonable_encoder
+
+        body = {"models": models, "drift": drift, "errors": {"registry": model_error, "drift": drift_error},
+                "mlflow_ui": mlflow_ui_url()}
+        return JSONResponse(jsonable_encoder(body), status_code=200 if not model_error else 503)
+
+    @app.get("/reports/{model}/{date}", response_class=HTMLResponse)
+    def report(model: str, date: str, user=Depends(current_user)) -> HTMLResponse:
+        """The Evidently HTML of one drift_history row (only URIs recorded in that table are served)."""
+        uri = drift_report_uri(model, date)
+        if not uri:
+            raise HTTPException(status_code=404, detail=f"no drift report recorded for {model} on {date}")
+        from biotune import storage
+
+        return HTMLResponse(storage.read_text(uri))
+
+    return app
+
+
+app = create_app()
+
+
+class BiotuneUIPlugin(AirflowPlugin):
+    name = "biotune_ui"
+    fastapi_apps = [{"app": app, "url_prefix": URL_PREFIX, "name": "biotune models"}]
+    external_views = [{
+        "name": "biotune models",
+        "href": URL_PREFIX.lstrip("/") + "/",  # relative: works behind a proxy with a base path
+        "url_route": "biotune",
+        "destination": "nav",
+        "category": "browse",
+    }]
