@@ -56,7 +56,7 @@ def batch_scoring():
 
         day = run_date(params, dag_run)
         jobs = []
-        for family, models in sorted(monitoring.champions_byfamily_scoring().items()):
+        for family, models in sorted(monitoring.champions_by_family().items()):
             module = family_scoring(family)
             if module is None:
                 logging.getLogger("biotune").info("family %s has no batch scorer yet: skipped", family)

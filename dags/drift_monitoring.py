@@ -67,7 +67,7 @@ def drift_monitoring():
 
         day = run_date(params, dag_run)
         return [{"model": m, "family": f, "date": day}
-                for f, models in sorted(monitoring.champions_byfamily_scoring().items()) if family_scoring(f) is not None
+                for f, models in sorted(monitoring.champions_by_family().items()) if family_scoring(f) is not None
                 for m in models]
 
     @task(map_index_template="{{ job['model'] }}")
