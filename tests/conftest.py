@@ -13,10 +13,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "include"))
 
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="biotune-test-"))
+# Never the user's state: `make test` runs with the Makefile's exports (the demo's Airflow home,
+# whose metadata DB may hold queued runs), so every location is overridden, not defaulted.
+_LOCATIONS = ("BIOTUNE_LAKE", "BIOTUNE_SPECS", "BIOTUNE_EXPECTATIONS", "BIOTUNE_PRETRAINED", "BIOTUNE_DRIFT_DB",
+              "BIOTUNE_MLFLOW_ARTIFACTS", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+for _var in [v for v in os.environ if v in _LOCATIONS or v.startswith("AIRFLOW__DATABASE__")]:
+    os.environ.pop(_var)
 os.environ["BIOTUNE_HOME"] = str(_SESSION_HOME)
-os.environ.pop("BIOTUNE_LAKE", None)
-os.environ.pop("MLFLOW_TRACKING_URI", None)
-os.environ.setdefault("AIRFLOW_HOME", str(_SESSION_HOME / "airflow"))
+os.environ["AIRFLOW_HOME"] = str(_SESSION_HOME / "airflow")
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
