@@ -26,3 +26,18 @@ def task_states(dag_run) -> dict[str, list[str]]:
         for ti in tis:
             states.setdefault(ti.task_id, []).append(str(ti.state))
         return states
+
+
+def small_sample_specs(directory: Path, edit=None) -> Path:
+    """Copies of the mood specs whose gate (min_absolute 0.5) suits the small generated samples of
+    the tests; ``edit(spec_dict)`` may change more. Point BIOTUNE_SPECS at the returned folder."""
+    import yaml
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for path in (ROOT / "models").glob("mood-*.yaml"):
+        spec = yaml.safe_load(path.read_text())
+        spec["gate"]["min_absolute"] = 0.5
+        if edit is not None:
+            edit(spec)
+        (directory / path.name).write_text(yaml.safe_dump(spec))
+    return directory

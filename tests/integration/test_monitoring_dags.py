@@ -21,12 +21,10 @@ import numpy as np
 import pandas as pd
 import pendulum
 import pytest
-import yaml
 
-from dagtest import load_dag, task_states
+from dagtest import load_dag, small_sample_specs, task_states
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
 MODEL = "mood-depression-xgb"
 DATES = [dt.date(2026, 10, 1) + dt.timedelta(days=i) for i in range(10)]
 SHIFT_FROM = DATES[4]
@@ -35,15 +33,11 @@ SHIFT_FROM = DATES[4]
 @pytest.fixture
 def monitor_home(home, airflow_db, tmp_path, monkeypatch):
     """Fresh lake, MLflow store and drift DB; spec copies with a gate and a label bar for small samples."""
-    specs = tmp_path / "specs"
-    specs.mkdir()
-    for path in (ROOT / "models").glob("mood-*.yaml"):
-        spec = yaml.safe_load(path.read_text())
-        spec["gate"]["min_absolute"] = 0.5
+    def fewer_labels(spec):
         if spec["name"] == MODEL:
             spec["retraining"]["min_new_labels"] = 100
-        (specs / path.name).write_text(yaml.safe_dump(spec))
-    monkeypatch.setenv("BIOTUNE_SPECS", str(specs))
+
+    monkeypatch.setenv("BIOTUNE_SPECS", str(small_sample_specs(tmp_path / "specs", fewer_labels)))
     monkeypatch.delenv("BIOTUNE_ALERT_WEBHOOK", raising=False)
     yield home
     from biotune import monitoring

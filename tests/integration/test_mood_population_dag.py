@@ -5,24 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
-from dagtest import load_dag, task_states
+from dagtest import load_dag, small_sample_specs, task_states
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def mood_home(home, airflow_db, tmp_path, monkeypatch):
     """A fresh lake + MLflow store, and specs whose gate suits a 500-person sample."""
-    specs = tmp_path / "specs"
-    specs.mkdir()
-    for path in (ROOT / "models").glob("mood-*.yaml"):
-        spec = yaml.safe_load(path.read_text())
-        spec["gate"]["min_absolute"] = 0.5
-        (specs / path.name).write_text(yaml.safe_dump(spec))
-    monkeypatch.setenv("BIOTUNE_SPECS", str(specs))
+    monkeypatch.setenv("BIOTUNE_SPECS", str(small_sample_specs(tmp_path / "specs")))
     monkeypatch.setenv("BIOTUNE_PRETRAINED", str(tmp_path / "no-weights"))
     return home
 
