@@ -140,7 +140,7 @@ def log_training_run(
     with _registry_call(f"log the training run of {spec.name}"):
         with mlflow.start_run(experiment_id=exp_id, run_name=f"{spec.name} {dag_run_id}",
                               tags={"dag_run_id": dag_run_id, "biotune.model": spec.name, **_spec_tags(spec)}) as run:
-            mlflow.log_params({k: v for k, v in params.items()})
+            mlflow.log_params(params)
             mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
             mlflow.log_dict(spec.public_dict(), "spec.json")
             if dataset is not None:

@@ -247,7 +247,7 @@ def upload_dir(local_dir: str, uri: str) -> str:
 
 
 def download_dir(uri: str, local_dir: str) -> str:
-    """Copy the files under ``uri`` into ``local_dir`` (one level of nesting per listdir call)."""
+    """Copy the files under ``uri`` (recursively) into ``local_dir``."""
     dest = Path(local_dir)
     dest.mkdir(parents=True, exist_ok=True)
     if not is_s3(uri):
@@ -255,7 +255,7 @@ def download_dir(uri: str, local_dir: str) -> str:
         return str(dest)
     for name in listdir(uri):
         child = join(uri, name)
-        if name and not exists(child) or _is_prefix(child):
+        if _is_prefix(child):
             download_dir(child, str(dest / name))
         else:
             with local_copy(child) as local:

@@ -129,3 +129,23 @@ def test_gate(challenger, champion, yes):
 def test_gate_lower_is_better():
     g = Gate(metric="rmse", higher_is_better=False, min_absolute=1.0, min_improvement=0.1)
     assert policy.gate(g, 0.5, 0.7).yes and not policy.gate(g, 0.65, 0.7).yes and not policy.gate(g, 1.5, None).yes
+
+
+def test_s3_directory_round_trip(tmp_path, monkeypatch):
+    moto = pytest.importorskip("moto")
+    for var, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    src = tmp_path / "bundle"
+    (src / "sub").mkdir(parents=True)
+    (src / "model.pt").write_bytes(b"weights")
+    (src / "sub" / "scaler.npz").write_bytes(b"scaler")
+    with moto.mock_aws():
+        import boto3
+
+        boto3.client("s3").create_bucket(Bucket="lake")
+        storage.upload_dir(str(src), "s3://lake/runs/r1/bundle")
+        out = Path(storage.download_dir("s3://lake/runs/r1/bundle", str(tmp_path / "back")))
+    assert (out / "model.pt").read_bytes() == b"weights"
+    assert (out / "sub" / "scaler.npz").read_bytes() == b"scaler"
