@@ -69,9 +69,10 @@ up: init
 	@mkdir -p $(BIOTUNE_HOME)/run
 	@nohup $(BIN)/mlflow server --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(MLFLOW_DB) \
 	  --default-artifact-root file://$(MLFLOW_ARTIFACTS) > $(BIOTUNE_HOME)/run/mlflow.log 2>&1 & echo $$! > $(BIOTUNE_HOME)/run/mlflow.pid
-	@nohup $(BIN)/airflow standalone > $(BIOTUNE_HOME)/run/airflow.log 2>&1 & echo $$! > $(BIOTUNE_HOME)/run/airflow.pid
+	@PATH=$(BIN):$$PATH nohup $(BIN)/airflow standalone > $(BIOTUNE_HOME)/run/airflow.log 2>&1 & echo $$! > $(BIOTUNE_HOME)/run/airflow.pid
 	@echo "waiting for Airflow on http://127.0.0.1:8080 ..."
 	@for i in $$(seq 1 90); do curl -sf http://127.0.0.1:8080/api/v2/monitor/health > /dev/null && break; sleep 2; done
+	@curl -sf http://127.0.0.1:8080/api/v2/monitor/health > /dev/null || { echo "Airflow did not come up: see $(BIOTUNE_HOME)/run/airflow.log"; exit 1; }
 	@echo "Airflow UI: http://127.0.0.1:8080  user: admin  password: $$(cat $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated 2>/dev/null | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin).get("admin","(see $(BIOTUNE_HOME)/run/airflow.log)"))' 2>/dev/null)"
 	@echo "MLflow UI:  http://127.0.0.1:5000"
 	@echo "logs: $(BIOTUNE_HOME)/run/*.log; stop with make down"
