@@ -13,6 +13,8 @@ export AIRFLOW_HOME ?= $(BIOTUNE_HOME)/airflow
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
+# the embedded default runs what it schedules: DAGs start unpaused (Airflow's default pauses them)
+export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION ?= False
 export AIRFLOW__CORE__EXECUTOR ?= LocalExecutor
 export AIRFLOW__API__BASE_URL ?= http://127.0.0.1:8080
 export AIRFLOW__API__HOST ?= 127.0.0.1
@@ -22,10 +24,11 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export MLFLOW_ENABLE_TELEMETRY := false
 export DO_NOT_TRACK := 1
 
+# task slots of `make up`: the machine's cores, not Airflow's default 32
+UP_PARALLELISM ?= $(shell nproc)
 DEMO_PARTICIPANTS ?= 400
 DEMO_CONF ?= {"epochs": 4, "pretrain_epochs": 1}
 DEMO_MONITOR_ARGS ?= --days 6 --shift-day 3 --persons 250
-NHANES_LANDING := $(BIOTUNE_HOME)/lake/landing/nhanes/2013-2014
 MLFLOW_DB := $(BIOTUNE_HOME)/mlflow/mlflow.db
 MLFLOW_ARTIFACTS := $(BIOTUNE_HOME)/mlflow/artifacts
 
@@ -45,12 +48,9 @@ init: venv
 	@$(BIN)/python -c "from biotune import registry; registry.configure()"
 	@echo "biotune home: $(BIOTUNE_HOME) (Airflow metadata: SQLite; MLflow: $(MLFLOW_DB))"
 
-$(NHANES_LANDING)/PAXMIN_H.XPT: | venv
-	$(BIN)/biotune synth nhanes --participants $(DEMO_PARTICIPANTS) --seed 7 --out $(NHANES_LANDING)
-
-demo: init $(NHANES_LANDING)/PAXMIN_H.XPT
+demo: init
 	$(BIN)/airflow dags reserialize > /dev/null 2>&1 || true
-	$(BIN)/python scripts/run_dag.py mood_population_finetune --conf '$(DEMO_CONF)'
+	DEMO_PARTICIPANTS=$(DEMO_PARTICIPANTS) DEMO_CONF='$(DEMO_CONF)' $(BIN)/python scripts/demo_finetune.py
 	@echo
 	$(BIN)/biotune registry list
 	@echo
@@ -69,7 +69,7 @@ up: init
 	@mkdir -p $(BIOTUNE_HOME)/run
 	@nohup $(BIN)/mlflow server --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(MLFLOW_DB) \
 	  --default-artifact-root file://$(MLFLOW_ARTIFACTS) > $(BIOTUNE_HOME)/run/mlflow.log 2>&1 & echo $$! > $(BIOTUNE_HOME)/run/mlflow.pid
-	@PATH=$(BIN):$$PATH nohup $(BIN)/airflow standalone > $(BIOTUNE_HOME)/run/airflow.log 2>&1 & echo $$! > $(BIOTUNE_HOME)/run/airflow.pid
+	@PATH=$(BIN):$$PATH AIRFLOW__CORE__PARALLELISM=$(UP_PARALLELISM) nohup $(BIN)/airflow standalone > $(BIOTUNE_HOME)/run/airflow.log 2>&1 & echo $$! > $(BIOTUNE_HOME)/run/airflow.pid
 	@echo "waiting for Airflow on http://127.0.0.1:8080 ..."
 	@for i in $$(seq 1 90); do curl -sf http://127.0.0.1:8080/api/v2/monitor/health > /dev/null && break; sleep 2; done
 	@curl -sf http://127.0.0.1:8080/api/v2/monitor/health > /dev/null || { echo "Airflow did not come up: see $(BIOTUNE_HOME)/run/airflow.log"; exit 1; }

@@ -26,8 +26,8 @@ from datetime import timedelta
 
 import pendulum
 from airflow.sdk import Asset, Param, dag, task
-from biotune_notifiers import alert_task_failure
-from biotune_operators import fail_fast_on_bad_input, family_scoring, run_date
+from biotune_airflow.notifiers import alert_task_failure
+from biotune_airflow.operators import fail_fast_on_bad_input, label_map_index, run_date
 
 PREDICTIONS = Asset("biotune_predictions")
 
@@ -50,38 +50,42 @@ PREDICTIONS = Asset("biotune_predictions")
 def batch_scoring():
     @task
     def batches(params=None, dag_run=None) -> list[dict]:
-        import logging
-
+        """One job per family that has a champion (every registered family takes part)."""
         from biotune import monitoring
 
         day = run_date(params, dag_run)
-        jobs = []
-        for family, models in sorted(monitoring.champions_by_family().items()):
-            module = family_scoring(family)
-            if module is None:
-                logging.getLogger("biotune").info("family %s has no batch scorer yet: skipped", family)
-                continue
-            jobs.append({"family": family, "date": day, "models": models})
-        return jobs
-
-    @task(map_index_template="{{ job['family'] }}")
-    def validate(job: dict, run_id=None) -> dict:
         with fail_fast_on_bad_input():
-            outcome = family_scoring(job["family"]).validate_batch(job["date"], run_id=run_id)
+            return [{"family": family, "date": day, "models": models}
+                    for family, models in sorted(monitoring.champions_by_family().items())]
+
+    @task(map_index_template="{{ biotune_label }}")
+    def validate(job: dict, run_id=None) -> dict:
+        """The family's batch suite; a failing batch is quarantined with its report."""
+        from biotune import steps
+
+        label_map_index(job["family"])
+        with fail_fast_on_bad_input():
+            outcome = steps.validate_batch(job["family"], job["date"], run_id=run_id)
         return {**job, **outcome}
 
     @task
     def score_jobs(validated: list[dict]) -> list[dict]:
+        """One scoring job per champion of a family whose batch landed and passed."""
         return [{"family": v["family"], "date": v["date"], "model": m}
                 for v in validated if v["status"] == "ok" for m in v["models"]]
 
-    @task(map_index_template="{{ job['model'] }}", outlets=[PREDICTIONS])
+    @task(map_index_template="{{ biotune_label }}", outlets=[PREDICTIONS])
     def score(job: dict, run_id=None) -> dict:
+        """The champion's predictions with confidence, written to predictions/<family>/<date>/."""
+        from biotune import steps
+
+        label_map_index(job["model"])
         with fail_fast_on_bad_input():
-            scored = family_scoring(job["family"]).score_batch(job["model"], job["date"], run_id=run_id)
+            scored = steps.score_batch(job["model"], job["date"], run_id=run_id)
         return {"model": scored.model, "version": scored.model_version, "date": scored.date,
                 "n": scored.n_rows, "predictions": scored.predictions_uri,
-                "mean_confidence": float(scored.proba.size and abs(scored.proba - 0.5).mean() + 0.5)}
+                "mean_confidence": float(scored.confidence.mean())
+                if scored.confidence is not None and len(scored.confidence) else None}
 
     score.expand(job=score_jobs(validate.expand(job=batches())))
 

@@ -33,15 +33,15 @@ from datetime import timedelta
 
 import pendulum
 from airflow.sdk import Asset, Param, dag, task
-from biotune_notifiers import BiotuneAlertNotifier, alert_task_failure
-from biotune_operators import fail_fast_on_bad_input, family_scoring, run_date
+from biotune_airflow.notifiers import BiotuneAlertNotifier, alert_task_failure
+from biotune_airflow.operators import fail_fast_on_bad_input, label_map_index, run_date
 
 DRIFT_RESULTS = Asset("biotune_drift_results")
 
 
 ROW_KEYS = ("model", "model_version", "date", "status", "n_rows", "max_psi", "max_feature", "drifted_features",
             "drifted", "critical", "mean_confidence", "prediction_collapse", "labeled_n", "error_rate",
-            "report_uri", "error")
+            "report_uri", "error", "psi")
 
 
 @dag(
@@ -63,25 +63,29 @@ ROW_KEYS = ("model", "model_version", "date", "status", "n_rows", "max_psi", "ma
 def drift_monitoring():
     @task
     def champions(params=None, dag_run=None) -> list[dict]:
+        """Every champion of every registered family."""
         from biotune import monitoring
 
         day = run_date(params, dag_run)
-        return [{"model": m, "family": f, "date": day}
-                for f, models in sorted(monitoring.champions_by_family().items()) if family_scoring(f) is not None
-                for m in models]
+        with fail_fast_on_bad_input():
+            return [{"model": m, "family": f, "date": day}
+                    for f, models in sorted(monitoring.champions_by_family().items()) for m in models]
 
-    @task(map_index_template="{{ job['model'] }}")
+    @task(map_index_template="{{ biotune_label }}")
     def measure(job: dict, params=None, run_id=None) -> dict:
-        from biotune import monitoring
+        """PSI per feature, prediction drift, confidence, error rate; one history row."""
+        from biotune import steps
         from biotune.specs import get_spec
 
+        label_map_index(job["model"])
         with fail_fast_on_bad_input():
-            row = monitoring.monitor_model(get_spec(job["model"]), job["date"], family_scoring(job["family"]),
-                                           run_id=run_id, report=bool(params["evidently_report"]))
+            row = steps.monitor_model(get_spec(job["model"]), job["date"], run_id=run_id,
+                                      report=bool(params["evidently_report"]))
         return {k: row.get(k) for k in ROW_KEYS}
 
     @task
     def alert(rows: list[dict], **context) -> int:
+        """An alert per critical or failed measurement (log, and the webhook when configured)."""
         from biotune import monitoring
         from biotune.specs import get_spec
 
@@ -95,6 +99,7 @@ def drift_monitoring():
 
     @task(outlets=[DRIFT_RESULTS])
     def publish(rows: list[dict], outlet_events=None) -> dict:
+        """The day's results as an asset event: it schedules retraining_triggers."""
         import logging
 
         rows = list(rows)

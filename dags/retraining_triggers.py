@@ -11,7 +11,7 @@ evaluates, as of the measured date, each champion's retraining rule from its spe
 | performance degraded: mean confidence below `min_confidence`, or the error rate on labelled samples up by `max_error_rate_increase` over the model's test error | `retraining.min_confidence`, `retraining.max_error_rate_increase` |
 | enough new labels since the last retrain (and classes, where `min_classes` is set) | `retraining.min_new_labels`, `retraining.min_classes` |
 | at least `min_days_since_last` days since the last retrain | `retraining.min_days_since_last` |
-| no run of the fine-tune DAG already queued or running | `retraining.dag_id` |
+| no run of the fine-tune DAG already queued or running | `retraining.dag_id` (default: the family's fine-tune DAG) |
 
 Every decision, yes or no, is written with its reasons to the `retraining_decisions` table and
 to the task log. A yes passes the short-circuit and triggers the family's fine-tune DAG
@@ -29,8 +29,8 @@ from datetime import timedelta
 import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Asset, Param, dag, task
-from biotune_notifiers import alert_task_failure
-from biotune_operators import fail_fast_on_bad_input, run_date
+from biotune_airflow.notifiers import alert_task_failure
+from biotune_airflow.operators import fail_fast_on_bad_input, run_date
 
 DRIFT_RESULTS = Asset("biotune_drift_results")
 IN_FLIGHT_STATES = ["queued", "running"]
@@ -54,9 +54,10 @@ IN_FLIGHT_STATES = ["queued", "running"]
 def retraining_triggers():
     @task
     def evaluate(params=None, dag_run=None, triggering_asset_events=None, ti=None, run_id=None) -> list[dict]:
+        """Each champion's retraining rule as of the measured date, recorded with its reasons."""
         import logging
 
-        from biotune import monitoring
+        from biotune import monitoring, steps
         from biotune.specs import all_specs
 
         try:
@@ -70,18 +71,20 @@ def retraining_triggers():
         for spec in all_specs():
             if spec.name not in watched:
                 continue
+            dag_id = steps.fine_tune_dag_id(spec)
             try:
-                in_flight = ti.get_dr_count(dag_id=spec.retraining.dag_id, states=IN_FLIGHT_STATES) > 0
+                in_flight = ti.get_dr_count(dag_id=dag_id, states=IN_FLIGHT_STATES) > 0
             except Exception as exc:  # the fine-tune DAG is not deployed: nothing can be in flight
                 logging.getLogger("biotune").warning("cannot count runs of %s (%s): assuming none in flight",
-                                                     spec.retraining.dag_id, type(exc).__name__)
+                                                     dag_id, type(exc).__name__)
                 in_flight = False
             with fail_fast_on_bad_input():
-                results.append(monitoring.evaluate(spec, as_of, in_flight=in_flight, run_id=run_id))
+                results.append(monitoring.evaluate(spec, as_of, in_flight=in_flight, run_id=run_id, dag_id=dag_id))
         return results
 
     @task.short_circuit
     def retrain_plans(evaluated: list[dict]) -> list[dict]:
+        """One trigger per fine-tune DAG whose models said yes; nothing to do stops here."""
         from biotune import monitoring
 
         return monitoring.retrain_plans(list(evaluated))

@@ -96,61 +96,45 @@ def registry_rows() -> tuple[list[dict], str | None]:
         return registry.list_models(), None
     except Exception as exc:  # noqa: BLE001 (the page shows the failure instead of a 500)
         log.warning("biotune page: cannot list models: %s", exc)
-        return [], f"{type(exc).__name__}: {exc}"
+        from biotune.errors import redact
 
-
-def _drift_engine():
-    from pathlib import Path
-
-    import sqlalchemy as sa
-
-    from biotune import settings
-
-    uri = settings.drift_db_uri()
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
-        return None  # do not create an empty SQLite file just by looking
-    return sa.create_engine(uri)
+        return [], redact(f"{type(exc).__name__}: {exc}")
 
 
 def latest_drift() -> tuple[dict[str, dict], str | None]:
-    """{model: latest drift_history row}; ({}, None) when no drift run has written the table yet."""
+    """{model: latest measured drift row} from the history store; ({}, None) before any drift run."""
     try:
-        import sqlalchemy as sa
+        from biotune.monitoring import store
 
-        engine = _drift_engine()
-        if engine is None:
-            return {}, None
-        try:
-            if not sa.inspect(engine).has_table("drift_history"):
-                return {}, None
-            with engine.connect() as conn:
-                rows = conn.execute(sa.text(
-                    "SELECT model, date, max_psi, drifted_features, report_uri FROM drift_history "
-                    "ORDER BY date DESC")).mappings().all()
-        finally:
-            engine.dispose()
-    except Exception as exc:  # noqa: BLE001
+        if not store.exists():
+            return {}, None  # do not create an empty SQLite file just by looking
+        return store.latest(), None
+    except Exception as exc:  # noqa: BLE001 (the page shows the failure instead of a 500)
         log.warning("biotune page: cannot read drift history: %s", exc)
-        return {}, f"{type(exc).__name__}: {exc}"
-    latest: dict[str, dict] = {}
-    for row in rows:
-        latest.setdefault(str(row["model"]), dict(row))
-    return latest, None
+        from biotune.errors import redact
+
+        return {}, redact(f"{type(exc).__name__}: {exc}")
 
 
 def drift_report_uri(model: str, date: str) -> str | None:
-    import sqlalchemy as sa
+    from biotune.monitoring import store
 
-    engine = _drift_engine()
-    if engine is None:
+    if not store.exists():
         return None
+    rows = store.history(model, since=date, until=date)
+    return rows[0]["report_uri"] if rows else None
+
+
+def drift_thresholds(model: str) -> tuple[float, float]:
+    """The model's own (threshold, critical) PSI from its spec (per-person models: their spec's)."""
+    from biotune.registry import spec_name_of
+    from biotune.specs import get_spec
+
     try:
-        with engine.connect() as conn:
-            return conn.execute(sa.text("SELECT report_uri FROM drift_history WHERE model = :m AND "
-                                        "CAST(date AS VARCHAR(64)) = :d ORDER BY date DESC"),
-                                {"m": model, "d": date}).scalar()
-    finally:
-        engine.dispose()
+        spec = get_spec(spec_name_of(model)[0])
+        return spec.drift.threshold, spec.drift.critical
+    except Exception:  # noqa: BLE001 (a model without a spec in models/: the defaults)
+        return 0.2, 0.25
 
 
 # ------------------------------------------------------------------------------------------ page
@@ -171,9 +155,10 @@ def _e(value: Any) -> str:
 def _fmt_metrics(metrics: dict | None, limit: int = 6) -> str:
     if not metrics:
         return ""
+    from biotune.metrics import format_value
+
     keys = sorted(metrics, key=lambda k: (not k.startswith("test_"), k))[:limit]
-    return ", ".join(f"{_e(k)}={metrics[k]:.3f}" if isinstance(metrics[k], (int, float)) else f"{_e(k)}={_e(metrics[k])}"
-                     for k in keys)
+    return ", ".join(f"{_e(k)}={_e(format_value(k, metrics[k]))}" for k in keys)
 
 
 def _version_cell(name: str, v: dict | None) -> str:
@@ -193,14 +178,20 @@ def _drift_cell(name: str, row: dict | None) -> str:
     if not row:
         return '<span class="muted">no drift runs yet</span>'
     psi = row.get("max_psi")
-    psi_text = f"{float(psi):.3f}" if psi is not None else "?"
-    cls = "bad" if psi is not None and float(psi) >= 0.1 else "ok"
+    threshold, critical = drift_thresholds(name)
+    if row.get("status") == "error":
+        return (f'{_e(row.get("date"))}: <b class="bad">not measured</b>'
+                f'<div class="metrics">{_e((row.get("error") or "")[:300])}</div>')
+    psi_text = f"{float(psi):.3f}" if psi is not None else "n/a"
+    cls = "bad" if psi is not None and float(psi) >= threshold else "ok"
     report = ""
     if row.get("report_uri"):
         href = f"{URL_PREFIX}/reports/{quote(name, safe='')}/{quote(str(row['date']), safe='')}"
         report = f' · <a href="{_e(href)}" target="_blank" rel="noopener">Evidently report</a>'
     return (f'{_e(row.get("date"))}: max PSI <b class="{cls}">{psi_text}</b>{report}'
-            f'<div class="metrics">drifted: {_e(row.get("drifted_features")) or "none"}</div>')
+            f'<div class="metrics">drifted: {_e(row.get("drifted_features") or "none")}'
+            f'{" (" + _e(", ".join(map(str, row.get("drifted") or []))[:200]) + ")" if row.get("drifted") else ""}'
+            f' at PSI &ge; {threshold:g}; alert at {critical:g}</div>')
 
 
 def render_page(models: list[dict], model_error: str | None, drift: dict[str, dict], drift_error: str | None,
@@ -276,13 +267,18 @@ def create_app() -> FastAPI:
 
     @app.get("/reports/{model}/{date}", response_class=HTMLResponse)
     def report(model: str, date: str, user=Depends(current_user)) -> HTMLResponse:
-        """The Evidently HTML of one drift_history row (only URIs recorded in that table are served)."""
-        uri = drift_report_uri(model, date)
-        if not uri:
-            raise HTTPException(status_code=404, detail=f"no drift report recorded for {model} on {date}")
+        """The Evidently HTML of one drift_history row. Only objects under the lake's reports/ prefix
+        are served, whatever the table says (it may be a shared database others can write)."""
         from biotune import storage
+        from biotune.errors import BiotuneError
 
-        return HTMLResponse(storage.read_text(uri))
+        try:
+            uri = drift_report_uri(model, date)
+            if not uri or not storage.is_within(uri, storage.lake_path("reports")):
+                raise HTTPException(status_code=404, detail=f"no drift report recorded for {model} on {date}")
+            return HTMLResponse(storage.read_text(uri))
+        except BiotuneError:
+            raise HTTPException(status_code=404, detail=f"no drift report recorded for {model} on {date}") from None
 
     return app
 

@@ -29,12 +29,12 @@ def task_states(dag_run) -> dict[str, list[str]]:
 
 
 def small_sample_specs(directory: Path, edit=None) -> Path:
-    """Copies of the mood specs whose gate (min_absolute 0.5) suits the small generated samples of
-    the tests; ``edit(spec_dict)`` may change more. Point BIOTUNE_SPECS at the returned folder."""
+    """Copies of every spec in models/ whose gate (min_absolute 0.5) suits the small generated samples
+    of the tests; ``edit(spec_dict)`` may change more. Point BIOTUNE_SPECS at the returned folder."""
     import yaml
 
     directory.mkdir(parents=True, exist_ok=True)
-    for path in (ROOT / "models").glob("mood-*.yaml"):
+    for path in (ROOT / "models").glob("*.yaml"):
         spec = yaml.safe_load(path.read_text())
         spec["gate"]["min_absolute"] = 0.5
         if edit is not None:

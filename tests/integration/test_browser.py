@@ -2,26 +2,20 @@
 log in, open mood_population_finetune, trigger it through the params form (epochs 1, pretrain
 epochs 1), see the run succeed, open the biotune page from the nav and find the new champion.
 
-Airflow runs as `airflow standalone` does (SQLite, LocalExecutor, SimpleAuthManager with a generated
-password) in a temporary AIRFLOW_HOME/BIOTUNE_HOME, its components started one by one so each can
-be told to skip the log server (which would listen on every interface); NHANES participants are
+Airflow runs as `airflow standalone` does (tests/integration/airflowproc.py) in a temporary home; NHANES participants are
 pre-generated into that home's lake (400: see PARTICIPANTS). Screenshots go to test-artifacts/ (one on success; the page at
 the failing step on failure). Skips only when Chromium or Playwright is missing.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from airflowproc import airflow_processes
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("BIOTUNE_CHROMIUM", "/usr/bin/chromium")
@@ -39,22 +33,6 @@ pytestmark = [pytest.mark.slow]
 
 def _log(msg: str) -> None:
     print(f"[browser-test {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _http_ok(url: str) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url, timeout=3) as r:  # noqa: S310 (loopback)
-            return r.status == 200
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -79,87 +57,8 @@ def airflow_ui(tmp_path_factory, chromium):
     write_nhanes(landing, participants=PARTICIPANTS, seed=7)
     _log(f"{PARTICIPANTS} NHANES participants written to {landing} in {time.time() - t0:.0f}s")
 
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    airflow_home = home / "airflow"
-    airflow_home.mkdir()
-    keep = {k: v for k, v in os.environ.items()
-            if not k.startswith(("AIRFLOW", "BIOTUNE_", "MLFLOW_", "AWS_"))
-            or k in ("BIOTUNE_SPECS", "BIOTUNE_EXPECTATIONS", "BIOTUNE_PRETRAINED")}
-    env = {
-        **keep,
-        "BIOTUNE_HOME": str(home),
-        "BIOTUNE_MLFLOW_UI_URL": "http://127.0.0.1:5000",
-        "PYTHONPATH": str(ROOT / "include"),
-        "AIRFLOW_HOME": str(airflow_home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__CORE__AUTH_MANAGER":
-            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base}/execution/",
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API__BASE_URL": base,
-        "AIRFLOW__API__WORKERS": "1",
-        "AIRFLOW__API_AUTH__JWT_SECRET": os.urandom(24).hex(),
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
-        "GIT_PYTHON_REFRESH": "quiet", "TF_CPP_MIN_LOG_LEVEL": "2", "MLFLOW_ENABLE_TELEMETRY": "false",
-    }
-    airflow = str(Path(sys.executable).with_name("airflow"))
-    logs = home / "logs"
-    logs.mkdir()
-    subprocess.run([airflow, "db", "migrate"], env=env, check=True, stdout=open(logs / "db-migrate.log", "wb"),
-                   stderr=subprocess.STDOUT)
-    # Create the embedded MLflow SQLite store once, as `make up` does by starting its MLflow server: four
-    # mapped tasks creating it at the same moment race in its migrations ("_alembic_tmp_tags already exists").
-    subprocess.run([sys.executable, "-c", "from biotune import registry; registry.configure().search_registered_models()"],
-                   env=env, check=True, cwd=ROOT, stdout=open(logs / "mlflow-init.log", "wb"), stderr=subprocess.STDOUT)
-    procs: dict[str, subprocess.Popen] = {}
-
-    def _interrupt(signum, frame):  # a SIGTERM (CI time-out, kill) still stops the servers below
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    commands = {
-        "api-server": [airflow, "api-server", "--host", "127.0.0.1", "--port", str(port)],
-        "scheduler": [airflow, "scheduler", "--skip-serve-logs"],
-        "dag-processor": [airflow, "dag-processor"],
-        "triggerer": [airflow, "triggerer", "--skip-serve-logs"],
-    }
-    try:
-        for name, cmd in commands.items():
-            procs[name] = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=open(logs / f"{name}.log", "wb"),
-                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                           start_new_session=True)
-        deadline = time.time() + 180
-        while time.time() < deadline and not _http_ok(f"{base}/api/v2/monitor/health"):
-            dead = [n for n, p in procs.items() if p.poll() is not None]
-            assert not dead, f"{dead} exited; logs in {logs}"
-            time.sleep(1)
-        assert _http_ok(f"{base}/api/v2/monitor/health"), f"api-server not up on {base}; logs in {logs}"
-        password_file = airflow_home / "simple_auth_manager_passwords.json.generated"
-        password = json.loads(password_file.read_text())["admin"]
-        _log(f"Airflow up on {base} (password from {password_file.name})")
-        yield {"base": base, "password": password, "home": home, "logs": logs, "landing": str(landing)}
-    finally:
-        for name, proc in procs.items():  # only what this fixture started, by PID (each its own group)
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for name, proc in procs.items():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-        signal.signal(signal.SIGTERM, previous)
+    with airflow_processes(home, log=_log) as ui:
+        yield {**ui, "landing": str(landing)}
 
 
 def _token(ui) -> str:

@@ -206,14 +206,15 @@ def test_in_flight_retrain_says_no():
     assert not d.yes and d.reasons[0].startswith("not: a retrain is already in flight")
 
 
-def test_last_retrain_ignores_events_after_the_date(home):
+def test_last_retrain_counts_finished_retrains_only_up_to_the_date(home):
+    """Issue 9: a 'yes' that only queued a retrain is not a retrain; a registered version is."""
     uri = f"sqlite:///{home / 'drift.db'}"
     monitoring.record_decision("m-a-x", "2026-10-07", monitoring.Decision(True, ["yes"]), uri=uri)
-    monitoring.record_decision("m-a-x", "2026-10-08", monitoring.Decision(False, ["not"]), uri=uri)
-    assert monitoring.last_retrain("m-a-x", "2026-10-06", None, uri=uri) is None
-    assert monitoring.last_retrain("m-a-x", "2026-10-09", None, uri=uri) == dt.date(2026, 10, 7)
-    assert monitoring.last_retrain("m-a-x", "2026-10-09", "2026-10-08", uri=uri) == dt.date(2026, 10, 8)
-    assert monitoring.last_retrain("m-a-x", "2026-10-09", "2026-11-25", uri=uri) == dt.date(2026, 10, 7)
+    finished = ["2026-09-20", "2026-10-08"]
+    assert monitoring.last_retrain("2026-09-19", finished) is None
+    assert monitoring.last_retrain("2026-10-07", finished) == dt.date(2026, 9, 20)  # the queued yes is ignored
+    assert monitoring.last_retrain("2026-10-09", finished) == dt.date(2026, 10, 8)
+    assert monitoring.last_retrain("2026-10-09", []) is None
     monitoring.dispose(uri)
 
 
@@ -366,25 +367,14 @@ def test_shifted_batches_drift():
 # ----------------------------------------------------------------------------- monitor_model
 
 
-class _NoBatchFamily:
-    FAMILY = "mood"
-
-    @staticmethod
-    def batch_uri(date):
-        from biotune import storage
-
-        return storage.lake_path("landing", "mood", str(date), "batch.parquet")
-
-
 def test_missing_batch_and_missing_reference_are_recorded_not_raised(home, monkeypatch):
-    from biotune import registry
-    from biotune.mood import scoring
+    from biotune import registry, steps
 
     version = registry.Version(name="mood-depression-xgb", version="3", run_id="r1", model_uri="m", aliases=[],
                                metrics={}, tags={})
     monkeypatch.setattr(registry, "champion", lambda name: version)
     spec = _spec()
-    row = monitoring.monitor_model(spec, "2026-10-02", scoring, run_id="t")
+    row = steps.monitor_model(spec, "2026-10-02", run_id="t")
     assert row["status"] == "missing" and row["n_rows"] == 0 and row["drifted_features"] == 0
 
     _land(home, day="2026-10-01", persons=5)
@@ -393,9 +383,9 @@ def test_missing_batch_and_missing_reference_are_recorded_not_raised(home, monke
         raise DriftError(f"{model}'s training run {run_id} logged no reference/features.parquet", where="x", fix="y")
 
     monkeypatch.setattr(monitoring, "reference_frame", no_reference)
-    row = monitoring.monitor_model(spec, "2026-10-01", scoring, run_id="t")
+    row = steps.monitor_model(spec, "2026-10-01", run_id="t")
     assert row["status"] == "error" and "logged no reference" in row["error"]
-    row = monitoring.monitor_model(spec, "2026-10-01", scoring, run_id="t2")  # re-run: still one row
+    row = steps.monitor_model(spec, "2026-10-01", run_id="t2")  # re-run: still one row
     rows = monitoring.history("mood-depression-xgb")
     assert [(r["date"], r["status"]) for r in rows] == [("2026-10-01", "error"), ("2026-10-02", "missing")]
     assert rows[0]["run_id"] == "t2"
@@ -456,7 +446,7 @@ class _Records(logging.Handler):
 @pytest.fixture
 def records():
     handler = _Records()
-    loggers = [logging.getLogger(n) for n in ("biotune", "biotune_notifiers")]
+    loggers = [logging.getLogger(n) for n in ("biotune", "biotune_airflow.notifiers")]
     for lg in loggers:
         lg.addHandler(handler)
         lg.setLevel(logging.DEBUG)
@@ -467,7 +457,7 @@ def records():
 
 def test_notifier_posts_json_and_never_logs_secrets(webhook, monkeypatch, records):
     sys.path.insert(0, str(ROOT / "plugins"))
-    from biotune_notifiers import BiotuneAlertNotifier
+    from biotune_airflow.notifiers import BiotuneAlertNotifier
 
     url = f"{webhook}/hooks/T000/SECRETPATH?token=SECRETQUERY"
     monkeypatch.setenv("BIOTUNE_ALERT_WEBHOOK", url)
@@ -491,7 +481,7 @@ def test_notifier_posts_json_and_never_logs_secrets(webhook, monkeypatch, record
 
 def test_alert_without_webhook_only_logs_and_a_dead_webhook_does_not_raise(monkeypatch, records):
     sys.path.insert(0, str(ROOT / "plugins"))
-    from biotune_notifiers import BiotuneAlertNotifier, resolve_webhook
+    from biotune_airflow.notifiers import BiotuneAlertNotifier, resolve_webhook
 
     monkeypatch.delenv("BIOTUNE_ALERT_WEBHOOK", raising=False)
     assert resolve_webhook() == (None, None)

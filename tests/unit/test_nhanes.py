@@ -15,7 +15,7 @@ from biotune.errors import InputFormatError, MissingInputError
 from biotune.mood import nhanes
 from biotune.synthetic import nhanes as synth
 
-EXPECTATIONS = Path(__file__).resolve().parents[2] / "expectations"
+EXPECTATIONS = Path(__file__).resolve().parents[2] / "expectations" / "mood"
 
 
 @pytest.fixture(scope="module")

@@ -133,21 +133,14 @@ def test_ui_cookie_is_accepted(client, home):
 
 
 def test_latest_drift_and_its_report(client, home, monkeypatch):
-    import sqlalchemy as sa
+    from biotune import monitoring, storage
 
-    from biotune import storage
-
-    report = storage.lake_path("drift", "mood-depression-xgb", "2026-01-02.html")
+    report = storage.lake_path("reports", "drift", "mood-depression-xgb", "2026-01-02", "drift_report.html")
     storage.write_text(report, "<html><body>Evidently drift report</body></html>")
-    engine = sa.create_engine(f"sqlite:///{home / 'drift.db'}")
-    with engine.begin() as conn:
-        conn.execute(sa.text("CREATE TABLE drift_history (model TEXT, date TEXT, max_psi REAL, "
-                             "drifted_features TEXT, report_uri TEXT)"))
-        conn.execute(sa.text("INSERT INTO drift_history VALUES (:m, :d, :p, :f, :u)"), [
-            {"m": "mood-depression-xgb", "d": "2026-01-01", "p": 0.02, "f": "", "u": None},
-            {"m": "mood-depression-xgb", "d": "2026-01-02", "p": 0.31, "f": "Sleep_percentage_MN", "u": report},
-        ])
-    engine.dispose()
+    monitoring.upsert_drift({"model": "mood-depression-xgb", "date": "2026-01-01", "max_psi": 0.02})
+    monitoring.upsert_drift({"model": "mood-depression-xgb", "date": "2026-01-02", "max_psi": 0.31,
+                             "drifted_features": 1, "drifted": ["Sleep_percentage_MN"], "report_uri": report})
+    monitoring.dispose()
     _register("mood-depression-xgb", 0.71, "run-1", promote=True)
     auth = {"Authorization": f"Bearer {_token()}"}
     page = client.get("/", headers=auth).text

@@ -31,6 +31,17 @@ PAXMIN_H rows, e.g. PAXSTS 2), ``no_start_time`` (minutes but no usable PAXHD_H.
 ``min_valid_days`` valid days in the best week), ``no_phq9`` (no DPQ_H record at all; people
 who answered with 7/9 are kept with a null depression label).
 
+Exclusions that jump stop the build: when more than ``max_excluded_fraction`` (default 30%)
+of the actigraphy participants (PAXSTS 1 in PAXHD_H, or everyone with minutes when PAXSTS is
+absent) are excluded for a minute-related reason (``no_actigraphy`` despite PAXSTS 1,
+``no_start_time``, ``all_non_wear``, ``too_little_wear``), CohortError names the counts and
+nothing is written: a cut-short or damaged minute file must not become a smaller cohort that
+trains and promotes. Groups smaller than ``MIN_GROUP_FOR_FRACTION`` are too small to judge.
+
+The parquet and its ``.report.json`` carry the same ``build_id``; the old report is removed
+before the new parquet replaces the old one, so a run killed between the two writes leaves a
+parquet without a report (detectably incomplete), never a new parquet with an old report.
+
 PAXMIN_H is read in bounded chunks by worker threads over contiguous row ranges; each
 worker places rows straight into per-participant 10-day grids and reduces a participant to
 its 7-day window as soon as the participant's rows end, so memory stays bounded (~0.4 GB of
@@ -49,7 +60,8 @@ from typing import Callable
 
 import numpy as np
 
-from biotune.errors import InputFormatError
+from biotune import storage
+from biotune.errors import CohortError, InputFormatError
 from biotune.mood import nhanes
 
 MINUTES_PER_DAY = 1440
@@ -64,6 +76,9 @@ SSRI_CATEGORY = 208
 DPQ_ITEMS = tuple(f"DPQ0{i}0" for i in range(1, 10))
 CATEGORY_COLUMNS = tuple(f"RXDDCI{i}{lev}" for i in range(1, 5) for lev in "ABC")
 EXCLUSION_REASONS = ("no_actigraphy", "no_start_time", "all_non_wear", "too_little_wear", "no_phq9")
+MINUTE_EXCLUSIONS = ("no_actigraphy", "no_start_time", "all_non_wear", "too_little_wear")
+MAX_EXCLUDED_FRACTION = 0.30
+MIN_GROUP_FOR_FRACTION = 20
 TASK_ROWS = 4_000_000
 CHUNK_ROWS = 500_000
 
@@ -88,6 +103,8 @@ class CohortReport:
     min_wear_minutes: int
     files: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    actigraphy: dict[str, int] = field(default_factory=dict)
+    build_id: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -320,16 +337,32 @@ def _aggregate(path: Path, n_rows: int, hd_seqn, hd_start_min, min_wear: int, wo
 # ---------------------------------------------------------------------------------------
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    storage.write_bytes(str(path), data)
+
+
+def check_exclusions(excluded_by: dict[str, int], actigraphy: int, max_fraction: float = MAX_EXCLUDED_FRACTION,
+                     where: str = "", min_group: int = MIN_GROUP_FOR_FRACTION) -> None:
+    """CohortError when more than ``max_fraction`` of ``actigraphy`` participants were excluded
+    for a minute-related reason (``excluded_by``: reason -> count among them)."""
+    lost = int(sum(excluded_by.values()))
+    if actigraphy < min_group or lost <= max_fraction * actigraphy:
+        return
+    detail = ", ".join(f"{k} {v:,}" for k, v in excluded_by.items() if v)
+    raise CohortError(
+        f"{lost:,} of {actigraphy:,} actigraphy participants ({lost / actigraphy:.0%}) were excluded from the "
+        f"cohort, more than the {max_fraction:.0%} allowed ({detail})", where=where,
+        fix="check PAXMIN_H against PAXHD_H (biotune.mood.nhanes.check_consistency): a minute file cut short "
+            "or damaged drops participants silently; if the exclusions are real, raise max_excluded_fraction",
+        failures=[f"{k}: {v:,} of {actigraphy:,} actigraphy participants" for k, v in excluded_by.items()])
 
 
 def build_cohort(source_dir: str | os.PathLike, out_path: str | os.PathLike, workers: int = 2,
                  min_valid_days: int = 4, min_wear_minutes: int = 600, require_phq9: bool = True,
                  progress: Progress | None = None, engine: str = "numpy",
-                 chunksize: int = CHUNK_ROWS) -> CohortReport:
-    """Build the cohort parquet (see module docstring) and ``<out>.report.json`` beside it."""
+                 chunksize: int = CHUNK_ROWS, max_excluded_fraction: float = MAX_EXCLUDED_FRACTION) -> CohortReport:
+    """Build the cohort parquet (see module docstring) and ``<out>.report.json`` beside it.
+
+    Raises CohortError (nothing written) when exclusions jump (see the module docstring)."""
     import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -342,24 +375,33 @@ def build_cohort(source_dir: str | os.PathLike, out_path: str | os.PathLike, wor
     # small tables ---------------------------------------------------------------------
     say("reading PAXHD_H, DPQ_H, RXQ_RX_H, RXQ_DRUG")
     hd_cols = ["SEQN", "PAXFTIME"]
+    hd_layout = nhanes.xpt_layout(files["PAXHD_H"], check_with_pyreadstat=False)
+    if "PAXSTS" in hd_layout.by_name:
+        hd_cols.append("PAXSTS")
     hd = nhanes.read_table(files["PAXHD_H"], hd_cols)
+    nhanes.check_numeric(hd, files["PAXHD_H"], ["SEQN", "PAXSTS"])
     nhanes.check_unique(hd, files["PAXHD_H"])
     dpq = nhanes.read_table(files["DPQ_H"], ["SEQN", *DPQ_ITEMS])
+    nhanes.check_numeric(dpq, files["DPQ_H"], ["SEQN", *DPQ_ITEMS])
     nhanes.check_unique(dpq, files["DPQ_H"])
     rx = nhanes.read_table(files["RXQ_RX_H"], ["SEQN", "RXDDRGID"])
+    nhanes.check_numeric(rx, files["RXQ_RX_H"], ["SEQN"])
     drug_layout = nhanes.xpt_layout(files["RXQ_DRUG"], check_with_pyreadstat=False)
     drug_cols = [c for c in CATEGORY_COLUMNS if c in drug_layout.by_name]
     if not drug_cols:
         nhanes.require_columns(files["RXQ_DRUG"], [v.name for v in drug_layout.variables], ["RXDDCI1C"])
     drug = nhanes.read_table(files["RXQ_DRUG"], ["RXDDRGID", *drug_cols])
+    nhanes.check_numeric(drug, files["RXQ_DRUG"], drug_cols)
     demo_seqn = np.empty(0, dtype=np.int64)
     if "DEMO_H" in files:
         demo = nhanes.read_table(files["DEMO_H"], ["SEQN"])
+        nhanes.check_numeric(demo, files["DEMO_H"], ["SEQN"])
         nhanes.check_unique(demo, files["DEMO_H"])
         demo_seqn = demo["SEQN"].dropna().astype(np.int64).to_numpy()
 
     hd = hd.dropna(subset=["SEQN"]).sort_values("SEQN")
     hd_seqn = hd["SEQN"].astype(np.int64).to_numpy()
+    sts1 = hd["SEQN"][hd["PAXSTS"] == 1].astype(np.int64).to_numpy() if "PAXSTS" in hd.columns else None
     start_sec = np.array([parse_clock(v) for v in hd["PAXFTIME"]], dtype=np.float64)
     hd_start_min = np.where(np.isnan(start_sec), -1, np.floor(np.nan_to_num(start_sec, nan=0) / 60)).astype(np.int64)
 
@@ -408,6 +450,11 @@ def build_cohort(source_dir: str | os.PathLike, out_path: str | os.PathLike, wor
     for name, mask in rules:
         reason[(reason == "") & mask] = name
     excluded = {name: int((reason == name).sum()) for name, _ in rules}
+    # the actigraphy group: PAXSTS 1 (who should have minutes), else everyone who has some
+    in_group = np.isin(universe, sts1) if sts1 is not None else (has_minutes | is_unplaced)
+    by_reason = {name: int(((reason == name) & in_group).sum()) for name in MINUTE_EXCLUSIONS}
+    actigraphy = {"participants": int(in_group.sum()), "excluded": int(sum(by_reason.values())), **by_reason}
+    check_exclusions(by_reason, int(in_group.sum()), max_excluded_fraction, where=str(files["PAXMIN_H"]))
     keep = reason == ""
     kept_seqn = universe[keep]
     rows_idx = pos_c[keep]
@@ -425,7 +472,7 @@ def build_cohort(source_dir: str | os.PathLike, out_path: str | os.PathLike, wor
     # parquet --------------------------------------------------------------------------
     say(f"writing cohort parquet ({stats['rows']:,} minute rows read)")
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    build_id = f"{time.time_ns():x}-{os.getpid()}"
     n_keep = len(kept_seqn)
     a_vals = act[rows_idx].reshape(-1)
     s_vals = state[rows_idx].reshape(-1)
@@ -443,11 +490,15 @@ def build_cohort(source_dir: str | os.PathLike, out_path: str | os.PathLike, wor
     })
     meta = {"biotune.cohort": json.dumps({"minutes": WEEK_MINUTES, "start": "midnight",
                                           "min_valid_days": min_valid_days,
-                                          "min_wear_minutes": min_wear_minutes})}
+                                          "min_wear_minutes": min_wear_minutes, "build_id": build_id})}
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp, compression="zstd", row_group_size=512)
-    os.replace(tmp, out)
+    report_path = Path(str(out) + ".report.json")
+    with storage.atomic_local_path(str(out), suffix=".parquet") as tmp:
+        pq.write_table(table, tmp, compression="zstd", row_group_size=512)
+        try:  # an old report must never sit beside the new parquet (see the module docstring)
+            report_path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise storage.os_error(exc, str(report_path)) from exc
 
     def counts(col: str) -> dict[str, int]:
         v = frame[col]
@@ -460,7 +511,7 @@ def build_cohort(source_dir: str | os.PathLike, out_path: str | os.PathLike, wor
         rows_read=int(stats["rows"]), rows_unplaced=int(stats["unplaced_rows"]),
         seconds=round(time.perf_counter() - t0, 3), workers=used_workers, engine=engine,
         min_valid_days=min_valid_days, min_wear_minutes=min_wear_minutes,
-        files={k: str(v) for k, v in files.items()}, notes=notes)
+        files={k: str(v) for k, v in files.items()}, notes=notes, actigraphy=actigraphy, build_id=build_id)
     _atomic_write_bytes(Path(report.report_path), json.dumps(report.to_dict(), indent=2).encode())
     say("cohort done")
     return report
@@ -473,7 +524,13 @@ def load_cohort_arrays(path: str | os.PathLike):
     import pyarrow.compute  # noqa: F401  (pa.compute)
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise storage.os_error(exc, str(path), "read") from exc
+        raise InputFormatError(f"{Path(path).name} is not a readable parquet file: {exc}", where=str(path),
+                               fix="rebuild it with biotune.mood.cohort.build_cohort") from exc
     for col in ("activity", "state"):
         if col not in table.column_names:
             raise InputFormatError(f"{Path(path).name} has no '{col}' column; it is not a biotune cohort",
@@ -497,3 +554,19 @@ def load_cohort_arrays(path: str | os.PathLike):
     frame["SEQN"] = frame["SEQN"].astype(np.int64)
     frame["wear_days"] = frame["wear_days"].astype(np.int16)
     return frame, activity, state
+
+
+def read_report(path: str | os.PathLike) -> dict:
+    """The ``.report.json`` of a cohort parquet, checked to belong to it (same ``build_id``).
+
+    A report from another build (a run killed between the two writes) -> InputFormatError."""
+    import pyarrow.parquet as pq
+
+    report_path = str(path) + ".report.json"
+    report = storage.read_json(report_path)
+    meta = json.loads((pq.read_schema(path).metadata or {}).get(b"biotune.cohort", b"{}"))
+    if meta.get("build_id") != report.get("build_id"):
+        raise InputFormatError(f"{Path(report_path).name} belongs to another build of {Path(path).name} "
+                               f"(build {report.get('build_id')!r}, parquet {meta.get('build_id')!r})",
+                               where=report_path, fix="rebuild the cohort (the previous run was interrupted)")
+    return report

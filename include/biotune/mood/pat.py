@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from biotune import storage
+from biotune.threads import configure_threads  # noqa: F401  (re-exported: callers import it here)
 from biotune.errors import InputFormatError, MissingInputError, WeightsError
 
 INPUT_MINUTES = 10_080  # one week of minutes
@@ -301,32 +302,6 @@ class PATScaler:
 
 
 # --------------------------------------------------------------------------- helpers
-def configure_threads(num_threads: int | None = None) -> int:
-    """Set torch's intra-op threads; returns the count.
-
-    ``num_threads``, else BIOTUNE_TORCH_THREADS, else the cores this process may run on, halved
-    when the machine is already busy (1-minute load >= cores): on a small shared box (2 cores,
-    several Airflow workers) OpenMP threads fighting other processes for cores run slower than
-    fewer threads (measured: MAE epoch 2.6 s with 1 thread vs 3.8 s with 2 under load 6).
-    """
-    if num_threads is None:
-        env = os.environ.get("BIOTUNE_TORCH_THREADS")
-        if env:
-            num_threads = int(env)
-        else:
-            try:
-                num_threads = len(os.sched_getaffinity(0))
-            except AttributeError:  # not Linux
-                num_threads = os.cpu_count() or 1
-            try:
-                if os.getloadavg()[0] >= num_threads:
-                    num_threads = max(1, num_threads // 2)
-            except (AttributeError, OSError):
-                pass
-    num_threads = max(1, int(num_threads))
-    if torch.get_num_threads() != num_threads:
-        torch.set_num_threads(num_threads)
-    return num_threads
 
 
 def _as_x(x, name: str) -> torch.Tensor:

@@ -1,8 +1,8 @@
-"""The mood population job, step by step: each function is one DAG task (and one CLI step).
+"""The mood population data, step by step: NHANES files -> validated cohort -> features -> PAT encoder.
 
-Steps hand each other paths and small dicts, never frames. Every step writes under a
-run directory keyed by the Airflow run, atomically, so a retried task overwrites its own
-output and nothing else.
+The mood family (:mod:`biotune.mood.family`) calls these from the contract; training, evaluation
+and publishing are the shared steps (:mod:`biotune.steps`). Steps hand each other paths and small
+dicts, never frames, and write under a run directory keyed by the Airflow run, atomically.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import numpy as np
 
 from biotune import settings, storage
 from biotune.errors import InputFormatError
-from biotune.specs import get_spec
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +30,16 @@ RAW_SUITES = {
     "RXQ_DRUG": "nhanes_rxq_drug",
     "DEMO_H": "nhanes_demo",
 }
-# PAXMIN_H has ~10k rows per person: the suite runs on the leading rows (GX on 9 GB would not fit).
-PAXMIN_SAMPLE_ROWS = 200_000
 LABELS = ["phq9_total", "depression", "benzodiazepine", "ssri"]
-MODEL_NAMES = ["mood-depression-pat", "mood-benzodiazepine-pat", "mood-ssri-pat", "mood-depression-xgb"]
+DAG_ID = "mood_population_finetune"
+
+
+def __getattr__(name: str):
+    if name == "MODEL_NAMES":  # the family's specs in models/, not a hard-coded list
+        from biotune.steps import model_names
+
+        return model_names("mood")
+    raise AttributeError(name)
 
 
 def default_source() -> str:
@@ -42,8 +47,9 @@ def default_source() -> str:
 
 
 def run_dir(dag_run_id: str) -> str:
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in dag_run_id)
-    return storage.lake_path("runs", "mood_population_finetune", safe)
+    from biotune import steps
+
+    return steps.run_dir(DAG_ID, dag_run_id)
 
 
 def raw_tables(source: str) -> list[dict]:
@@ -53,8 +59,7 @@ def raw_tables(source: str) -> list[dict]:
     from biotune.mood.nhanes import match_tables
 
     found = match_tables(storage.listdir(source), source)
-    return [{"path": storage.join(source, found[table]), "suite": suite,
-             "row_limit": PAXMIN_SAMPLE_ROWS if table == "PAXMIN_H" else None}
+    return [{"path": storage.join(source, found[table]), "suite": suite, "reader": "xpt"}
             for table, suite in RAW_SUITES.items() if table in found and validation.suite_path(suite).exists()]
 
 
@@ -63,17 +68,20 @@ def build_cohort(source: str, dag_run_id: str, progress: Callable[[str], None] |
     import tempfile
 
     from biotune import validation
-    from biotune.mood import cohort
+    from biotune.mood import cohort, nhanes
 
     out = storage.join(run_dir(dag_run_id), "cohort.parquet")
     with _staged_source(source) as local_source, tempfile.TemporaryDirectory() as tmp:
+        # the files must agree with each other (a minute file cut short passes each suite alone)
+        nhanes.check_consistency(local_source, dag_run_id, report_dir=storage.join(run_dir(dag_run_id), "validation"))
         local_out = str(Path(tmp) / "cohort.parquet")
         report = _report_dict(cohort.build_cohort(local_source, local_out, progress=progress))
         frame, activity, state = cohort.load_cohort_arrays(local_out)
+        # parquet first, then its report (both carry one build id: a kill in between is detected)
         storage.upload_file(local_out, out)
+        storage.upload_file(local_out + ".report.json", out + ".report.json")
     # the suite sees the matrices as per-row arrays (views, no copy)
     checked = frame.assign(activity=list(activity), state=list(state))
-    storage.write_json(out + ".report.json", report)
     if frame.empty:
         raise InputFormatError("no participant passed the cohort rules", where=source,
                                fix=f"check the exclusion counts: {report}")
@@ -124,7 +132,7 @@ def build_features(cohort_info: dict, dag_run_id: str) -> dict:
     with storage.local_copy(cohort_info["cohort"]) as local:
         frame, activity, state = cohort.load_cohort_arrays(local)
     feats = mood_ml_features(sleep_from_paxpredm(state))
-    split_spec = get_spec(MODEL_NAMES[0]).training
+    split_spec = _split_spec().training
     table = frame[["SEQN", *LABELS]].reset_index(drop=True)
     table["split"] = [split_of(s, split_spec.seed, split_spec.validation_fraction, split_spec.test_fraction)
                       for s in table["SEQN"]]
@@ -137,6 +145,19 @@ def build_features(cohort_info: dict, dag_run_id: str) -> dict:
     counts = table["split"].value_counts().to_dict()
     return {"features": features_path, "activity": activity_path, "n": int(len(table)),
             "splits": {k: int(v) for k, v in counts.items()}}
+
+
+def _split_spec():
+    """The spec whose seed and fractions split participants: one split for every mood model, so a
+    champion and a challenger of any mood model are compared on people neither was trained on."""
+    from biotune.family import get_family
+
+    specs = sorted(get_family("mood").specs(), key=lambda s: s.name)
+    if not specs:
+        from biotune.steps import model_names
+
+        model_names("mood")  # raises the clear "no spec" error
+    return specs[0]
 
 
 def load_features(features_info: dict):
@@ -157,6 +178,11 @@ def pretrained_weights(size: str) -> Path | None:
 
 def prepare_encoder(features_info: dict, dag_run_id: str, size: str, pretrain_epochs: int,
                     progress: Callable[[str], None] | None = None) -> dict:
+    return prepare_encoder_in(features_info, run_dir(dag_run_id), size, pretrain_epochs, _split_spec(), progress)
+
+
+def prepare_encoder_in(features_info: dict, folder: str, size: str, pretrain_epochs: int, spec,
+                       progress: Callable[[str], None] | None = None) -> dict:
     """Fit the per-minute scaler on the training split, then load released PAT weights from
     models/pretrained/ or, when none are there, pretrain a masked autoencoder on the training split."""
     import tempfile
@@ -165,11 +191,10 @@ def prepare_encoder(features_info: dict, dag_run_id: str, size: str, pretrain_ep
 
     from biotune.mood import pat, pat_weights
 
-    spec = get_spec(MODEL_NAMES[0])
     table, activity = load_features(features_info)
     train = activity[(table["split"] == "train").to_numpy()]
     scaler = pat.PATScaler().fit(train)
-    out = storage.join(run_dir(dag_run_id), "encoder", size)
+    out = storage.join(folder, "encoder", size)
     weights = pretrained_weights(size)
     with tempfile.TemporaryDirectory() as tmp:
         scaler.save(str(Path(tmp) / "scaler.npz"))
@@ -195,153 +220,18 @@ def prepare_encoder(features_info: dict, dag_run_id: str, size: str, pretrain_ep
             "size": size, "origin": origin}
 
 
-def _label_rows(table, label: str, split: str):
-    mask = (table["split"] == split) & table[label].notna()
-    return mask.to_numpy(), table.loc[mask, label].astype(int).to_numpy()
-
-
 def train_model(model_name: str, features_info: dict, encoder_info: dict | None, dag_run_id: str,
                 overrides: dict | None = None, progress: Callable[[str], None] | None = None) -> dict:
-    """Fine-tune one registered model on the training split; early stopping on validation."""
-    import tempfile
+    """The shared train step for one mood model (kept for callers of the mood-only API)."""
+    from biotune import steps
 
-    from biotune.evaluation import youden_threshold
-
-    overrides = {k: v for k, v in (overrides or {}).items() if v not in (None, "")}
-    spec = get_spec(model_name)
-    table, activity = load_features(features_info)
-    tr, y_tr = _label_rows(table, spec.task, "train")
-    va, y_va = _label_rows(table, spec.task, "val")
-    for name, y in (("training", y_tr), ("validation", y_va)):
-        if len(np.unique(y)) < 2:
-            raise InputFormatError(f"the {name} split of {spec.task} has a single class ({len(y)} participants)",
-                                   where=features_info["features"],
-                                   fix="supply more participants (both classes are needed to train and gate)")
-    out = storage.join(run_dir(dag_run_id), "models", model_name)
-    params: dict = {"train_n": int(tr.sum()), "val_n": int(va.sum()), "train_prevalence": round(float(y_tr.mean()), 4)}
-    with tempfile.TemporaryDirectory() as tmp:
-        if spec.architecture.kind == "xgboost":
-            from biotune.mood.features import SLEEP_FEATURE_NAMES
-            from biotune.mood.xgb import train_xgb
-
-            model = train_xgb(spec, table.loc[tr, SLEEP_FEATURE_NAMES], y_tr, table.loc[va, SLEEP_FEATURE_NAMES],
-                              y_va, progress=progress)
-            model.save_model(str(Path(tmp) / "model.json"))
-            val_proba = model.predict_proba(table.loc[va, SLEEP_FEATURE_NAMES])[:, 1]
-            params.update(spec.architecture.params, learning_rate=spec.training.learning_rate,
-                          best_iteration=int(model.best_iteration))
-            history: dict = {}
-        else:
-            from biotune.mood import pat
-
-            with storage.local_copy(encoder_info["scaler"]) as path:
-                scaler = pat.PATScaler.load(path)
-            with storage.local_copy(encoder_info["encoder"]) as path:
-                import torch
-
-                encoder_state = torch.load(path, map_location="cpu")
-            mode = overrides.get("pat_mode", spec.training.mode)
-            epochs = int(overrides.get("epochs") or spec.training.epochs)
-            model, history = pat.finetune(
-                scaler.transform(activity[tr]), y_tr, scaler.transform(activity[va]), y_va,
-                size=encoder_info["size"], mode=mode, epochs=epochs, batch_size=spec.training.batch_size,
-                lr=spec.training.learning_rate, patience=spec.training.early_stopping_patience,
-                encoder_state=encoder_state, seed=spec.training.seed, progress=progress)
-            pat.save_pat_bundle(model, scaler, str(Path(tmp) / "bundle"))
-            val_proba = pat.predict_proba(model, scaler.transform(activity[va]), batch_size=64)
-            params.update(size=encoder_info["size"], mode=mode, epochs=epochs, encoder=encoder_info["origin"],
-                          batch_size=spec.training.batch_size, learning_rate=spec.training.learning_rate)
-        storage.upload_dir(tmp, out)
-    threshold = youden_threshold(y_va, val_proba)
-    from biotune.evaluation import binary_metrics
-
-    val = binary_metrics(y_va, val_proba, threshold)
-    if progress:
-        progress(f"{model_name}: validation AUC {val['auc']:.3f}, threshold {threshold:.3f}")
-    return {"model": model_name, "kind": spec.architecture.kind, "artifact": out, "threshold": threshold,
-            "params": params, "val_metrics": {f"val_{k}": v for k, v in val.items() if k in ("auc", "pr_auc", "brier")},
-            "history": {k: [round(float(x), 5) for x in v] for k, v in (history or {}).items() if isinstance(v, list)}}
-
-
-def model_inputs(kind: str, table, activity, mask):
-    """What a model of this kind takes as input, for the rows in ``mask``."""
-    if kind == "xgboost":
-        from biotune.mood.features import SLEEP_FEATURE_NAMES
-
-        return table.loc[mask, SLEEP_FEATURE_NAMES].reset_index(drop=True)
-    return activity[mask]
+    dataset = {"family": "mood", "uri": features_info["features"], **features_info}
+    return steps.train(model_name, dataset, {"pat": encoder_info} if encoder_info else None, dag_run_id,
+                       overrides, progress)
 
 
 def evaluate_model(trained: dict, features_info: dict, dag_run_id: str) -> dict:
-    """Score the challenger and the current champion on the same held-out test split."""
-    import tempfile
+    """The shared evaluate step for one mood model."""
+    from biotune import steps
 
-    import mlflow.pyfunc
-
-    from biotune import registry
-    from biotune.evaluation import binary_metrics, binary_plots
-
-    spec = get_spec(trained["model"])
-    table, activity = load_features(features_info)
-    te, y_te = _label_rows(table, spec.task, "test")
-    x_te = model_inputs(trained["kind"], table, activity, te)
-    with tempfile.TemporaryDirectory() as tmp:
-        storage.download_dir(trained["artifact"], tmp)
-        proba = _predictor(trained["kind"], tmp)(x_te)
-        test = binary_metrics(y_te, proba, trained["threshold"])
-        plots_dir = Path(tmp) / "plots"
-        binary_plots(y_te, proba, trained["threshold"], plots_dir, f"{spec.name} (test)")
-        plots_uri = storage.upload_dir(str(plots_dir), storage.join(run_dir(dag_run_id), "plots", spec.name))
-    champion = registry.champion(spec.name)
-    champion_value = None
-    if champion is not None:
-        champ_proba = np.asarray(mlflow.pyfunc.load_model(f"models:/{spec.name}@champion").predict(x_te))
-        champion_value = binary_metrics(y_te, champ_proba, 0.5)[spec.gate.metric]
-    metrics = {**trained["val_metrics"], **{f"test_{k}": v for k, v in test.items()}}
-    return {**trained, "metrics": metrics, "plots": plots_uri,
-            "challenger_value": test[spec.gate.metric], "champion_value": champion_value,
-            "champion_version": champion.version if champion else None,
-            "dataset": features_info["features"], "family_module": "biotune.mood.pipeline"}
-
-
-def _predictor(kind: str, local_dir: str):
-    if kind == "xgboost":
-        from xgboost import XGBClassifier
-
-        model = XGBClassifier()
-        model.load_model(str(Path(local_dir) / "model.json"))
-        return lambda x: model.predict_proba(x)[:, 1]
-    from biotune.mood import pat
-
-    model, scaler = pat.load_pat_bundle(str(Path(local_dir) / "bundle"))
-    return lambda x: pat.predict_proba(model, scaler.transform(x), batch_size=64)
-
-
-def log_model(candidate: dict, local_dir: str):
-    """Log the candidate's model (inside the active MLflow run) as a pyfunc returning P(label)."""
-    import mlflow.pyfunc
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema, TensorSpec
-
-    from biotune.mood.pyfunc import PATPyfunc, XGBPyfunc
-
-    output = Schema([TensorSpec(np.dtype(np.float64), (-1,))])
-    if candidate["kind"] == "xgboost":
-        from biotune.mood.features import SLEEP_FEATURE_NAMES
-
-        signature = ModelSignature(inputs=Schema([ColSpec("double", c) for c in SLEEP_FEATURE_NAMES]), outputs=output)
-        return mlflow.pyfunc.log_model(name="model", python_model=XGBPyfunc(), signature=signature,
-                                       artifacts={"model": str(Path(local_dir) / "model.json")})
-    signature = ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 10080))]), outputs=output)
-    return mlflow.pyfunc.log_model(name="model", python_model=PATPyfunc(), signature=signature,
-                                   artifacts={"bundle": str(Path(local_dir) / "bundle")})
-
-
-def training_frame(candidate: dict):
-    """The training split's features and label: logged as the run's dataset and drift reference."""
-    from biotune.mood.features import SLEEP_FEATURE_NAMES
-
-    spec = get_spec(candidate["model"])
-    table = storage.read_parquet(candidate["dataset"])
-    rows = (table["split"] == "train") & table[spec.task].notna()
-    return table.loc[rows, [*SLEEP_FEATURE_NAMES, spec.task]].reset_index(drop=True)
+    return steps.evaluate(trained, {"family": "mood", "uri": features_info["features"], **features_info}, dag_run_id)

@@ -6,16 +6,15 @@ missing), state (list<int8>, PAXPREDM codes) and optional label columns. Predict
 ``<lake>/predictions/mood/<YYYY-MM-DD>/<model>.parquet`` with person_id, proba, prediction,
 confidence and model_version.
 
-This module is the mood family's side of the monitoring loop; the family-independent part
-(drift measures, history, retraining decisions) is :mod:`biotune.monitoring`, which calls
-:func:`load_current` through the family interface (``FAMILY``, ``batch_uri``, ``load_current``).
+This module is the mood family's batch reading and features; scoring and monitoring are the
+shared steps (:mod:`biotune.steps`, :mod:`biotune.monitoring`), which reach it through the
+family contract (:mod:`biotune.mood.family`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -47,7 +46,9 @@ def batch_uri(date) -> str:
 
 
 def predictions_uri(date, model_name: str) -> str:
-    return storage.lake_path("predictions", FAMILY, _day(date), f"{model_name}.parquet")
+    from biotune import steps
+
+    return steps.predictions_uri(FAMILY, date, model_name)
 
 
 # ------------------------------------------------------------------------------------ reading
@@ -138,7 +139,14 @@ def read_batch(path: str) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
                                   fix="one row per person per batch")
     for col in LABEL_COLUMNS:
         if col in frame.columns:
-            frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Float64")
+            values = pd.to_numeric(frame[col], errors="coerce")
+            lost = values.isna() & frame[col].notna()
+            if lost.any():
+                raise DataValidationError(
+                    f"label column {col!r} holds values that are not 0/1 (e.g. {frame.loc[lost, col].iloc[0]!r} "
+                    f"in row {int(lost.idxmax())})", where=path,
+                    fix=f"write {col} as 0, 1 or empty (null) for unlabelled persons")
+            frame[col] = values.astype("Float64")
     return frame.reset_index(drop=True), activity, state
 
 
@@ -169,9 +177,10 @@ def validation_frame(path: str) -> pd.DataFrame:
                 safe = np.where(finite, values, 0.0)
                 mins = np.full(n, np.nan)
                 maxs = np.full(n, np.nan)
-                if finite.any():
-                    np.fmin.at(mins, idx[finite], values[finite])
-                    np.fmax.at(maxs, idx[finite], values[finite])
+                present = ~np.isnan(values)  # inf counts: the suite must see it to refuse it
+                if present.any():
+                    np.fmin.at(mins, idx[present], values[present])
+                    np.fmax.at(maxs, idx[present], values[present])
                 out["activity_valid_fraction"] = cnt / np.maximum(lengths, 1)
                 out["activity_mean"] = np.where(cnt > 0, np.bincount(idx, weights=safe, minlength=n) / np.maximum(cnt, 1),
                                                 np.nan)
@@ -186,35 +195,17 @@ def validation_frame(path: str) -> pd.DataFrame:
             out[name] = col.to_pandas() if n else pd.Series([], dtype=object)
     frame = pd.DataFrame({k: (v.to_numpy() if isinstance(v, pd.Series) else v) for k, v in out.items()},
                          index=pd.RangeIndex(n))
-    for col in LABEL_COLUMNS:
+    for col in LABEL_COLUMNS:  # present labels reach the suite as they are: text must fail, not become NaN
         if col not in frame.columns:
             frame[col] = pd.Series([np.nan] * n, dtype="float64")
-        else:
-            frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
     return frame
 
 
 def validate_batch(date, run_id: str = "") -> dict:
-    """Run the ``mood_batch`` suite on the day's batch; on failure quarantine it and raise.
+    """Run the ``mood_batch`` suite on the day's batch (the shared step); on failure quarantine it and raise."""
+    from biotune import steps
 
-    Returns the outcome dict plus ``status`` ('ok'); a day without a batch returns status
-    'missing' (nothing to score, not an error).
-    """
-    from biotune import validation
-
-    path = batch_uri(date)
-    if not storage.exists(path):
-        log.info("no mood batch for %s at %s", _day(date), path)
-        return {"family": FAMILY, "date": _day(date), "batch": path, "status": "missing"}
-    try:
-        frame = validation_frame(path)
-    except InputFormatError as exc:
-        moved = storage.quarantine(path, reason=str(exc), run_id=run_id)
-        raise InputFormatError(exc.what, where=path, fix=f"{exc.fix} (moved to {moved})") from exc
-    report_dir = storage.lake_path("reports", "validation", "mood_batch", _day(date))
-    outcome = validation.validate_or_quarantine(frame, SUITE, path, run_id=run_id, report_dir=report_dir)
-    return {"family": FAMILY, "date": _day(date), "batch": path, "status": "ok", "rows": outcome.rows,
-            "report": outcome.report_html}
+    return steps.validate_batch(FAMILY, date, run_id=run_id)
 
 
 # ----------------------------------------------------------------------------- features, scoring
@@ -249,93 +240,6 @@ def model_input(kind: str, activity: np.ndarray, features: pd.DataFrame):
         return np.asarray(activity, dtype=np.float32)
     raise InputFormatError(f"no mood scorer for architecture {kind!r}", where="biotune.mood.scoring",
                            fix="mood models are 'pat' or 'xgboost'")
-
-
-def score(model_name: str, kind: str, activity: np.ndarray, features: pd.DataFrame) -> np.ndarray:
-    """P(label = 1) per person from ``models:/<name>@champion``."""
-    import mlflow.pyfunc
-
-    from biotune import registry
-
-    registry.configure()
-    x = model_input(kind, activity, features)
-    if len(x) == 0:
-        return np.zeros(0, dtype=np.float64)
-    with registry._registry_call(f"load {model_name}@champion"):
-        model = mlflow.pyfunc.load_model(f"models:/{model_name}@champion")
-    return np.asarray(model.predict(x), dtype=np.float64).ravel()
-
-
-def confidence(proba: np.ndarray) -> np.ndarray:
-    p = np.asarray(proba, dtype=np.float64)
-    return np.maximum(p, 1.0 - p)
-
-
-def champion_threshold(metrics: dict) -> float:
-    """The decision threshold the champion was evaluated with (Youden on validation), else 0.5."""
-    value = metrics.get("test_threshold")
-    return float(value) if value is not None and np.isfinite(value) else 0.5
-
-
-@dataclass
-class ScoredBatch:
-    """What monitoring needs from a family for one (model, date)."""
-
-    model: str
-    model_version: str
-    date: str
-    features: pd.DataFrame          # the model's drift features (36 mood_ml features)
-    proba: np.ndarray               # P(label = 1)
-    prediction: np.ndarray          # 0/1 at the champion's threshold
-    labels: np.ndarray              # float, NaN where unlabeled
-    threshold: float
-    predictions_uri: str
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def n_rows(self) -> int:
-        return int(len(self.proba))
-
-
-def score_batch(model_name: str, date, run_id: str = "", *, version=None, batch=None) -> ScoredBatch:
-    """Score the day's batch with the champion and write its predictions (atomically, idempotent).
-
-    ``version``: the champion (registry.Version) when the caller already has it; ``batch``: the
-    (frame, activity, state) tuple from :func:`read_batch` to avoid reading it twice.
-    """
-    from biotune import registry
-    from biotune.errors import RegistryError
-    from biotune.specs import get_spec
-
-    spec = get_spec(model_name)
-    version = version or registry.champion(model_name)
-    if version is None:
-        raise RegistryError(f"{model_name} has no champion to score with", where=model_name,
-                            fix="run the family's fine-tuning DAG first (biotune registry list shows champions)")
-    frame, activity, state = batch if batch is not None else read_batch(batch_uri(date))
-    features = batch_features(activity, state)
-    proba = score(model_name, spec.architecture.kind, activity, features)
-    if len(proba) != len(frame):
-        raise InputFormatError(f"{model_name} returned {len(proba)} predictions for {len(frame)} persons",
-                               where=model_name, fix="check the model's pyfunc signature")
-    threshold = champion_threshold(version.metrics)
-    prediction = (proba >= threshold).astype(np.int8)
-    out = pd.DataFrame({"person_id": frame["person_id"].astype(str), "proba": proba, "prediction": prediction,
-                        "confidence": confidence(proba), "model_version": str(version.version)})
-    uri = storage.write_parquet(out, predictions_uri(date, model_name))
-    labels = (frame[spec.task].astype("float64").to_numpy() if spec.task in frame.columns
-              else np.full(len(frame), np.nan))
-    log.info("%s v%s scored %d persons of %s (mean confidence %.3f): %s", model_name, version.version,
-             len(out), _day(date), float(out["confidence"].mean()) if len(out) else float("nan"), uri)
-    return ScoredBatch(model=model_name, model_version=str(version.version), date=_day(date), features=features,
-                       proba=proba, prediction=prediction, labels=labels, threshold=threshold,
-                       predictions_uri=uri, extra={"run_id": run_id})
-
-
-def load_current(model_name: str, date, version=None) -> ScoredBatch:
-    """The family interface used by :func:`biotune.monitoring.monitor_model`: the day's features
-    and the champion's predictions (scored now, and written to the predictions folder)."""
-    return score_batch(model_name, date, version=version)
 
 
 def reference_features(reference: pd.DataFrame) -> pd.DataFrame:
