@@ -82,12 +82,14 @@ def activity_domain_adaptation():
             stop_on_mismatch(diag, run_id)
 
     @task
-    def prepare(params=None, run_id=None) -> dict:
-        """New-device windows split by person, the source windows, the training config."""
+    def prepare(params=None, run_id=None, dag_run=None) -> dict:
+        """New-device windows split by person, the source windows, the training config (a retrain:
+        and the labelled production batches since the champion's training)."""
         from biotune import steps
 
         with fail_fast_on_bad_input():
-            return steps.prepare("activity", dict(params), run_id, progress=_log())
+            return steps.prepare("activity", dict(params), run_id, progress=_log(),
+                                 retrain=(getattr(dag_run, "conf", None) or {}).get("retrain"))
 
     @task
     def base_model(dataset: dict, params=None, run_id=None) -> dict:

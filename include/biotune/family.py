@@ -174,6 +174,23 @@ class Family:
 
         return storage.lake_path("landing", self.name, as_date(date).isoformat(), self.batch_file)
 
+    def batch_dates(self) -> list:
+        """The dates with a landed batch (the date folders beside ``batch_uri``), oldest first."""
+        import datetime as dt
+
+        from biotune import storage
+
+        folder = storage.lake_path("landing", self.name)
+        found = []
+        for name in storage.listdir(folder):
+            try:
+                day = dt.date.fromisoformat(name)
+            except ValueError:
+                continue
+            if storage.exists(self.batch_uri(day)):
+                found.append(day)
+        return found
+
     def read_batch(self, path: str) -> Batch:
         """The batch at ``path``; typed errors for anything unusable."""
         raise NotImplementedError

@@ -189,6 +189,7 @@ def log_training_run(
     history: dict[str, list[float]] | None = None,
     warnings: list[str] | None = None,
     registered: str | None = None,
+    inputs: list[tuple[Any, str, str]] | None = None,
 ) -> tuple[str, str]:
     """One MLflow run: params, metrics, the dataset (``log_input``, with digest), the spec, plots,
     extra artifacts and the model (``log_model`` is called inside the run and returns a ModelInfo).
@@ -213,6 +214,8 @@ def log_training_run(
             if dataset is not None:
                 ds = mlflow.data.from_pandas(dataset, source=dataset_source or None, name=f"{spec.name}-training")
                 mlflow.log_input(ds, context="training")
+            for frame, source, input_name in inputs or []:  # a retrain's production batches
+                mlflow.log_input(mlflow.data.from_pandas(frame, source=source, name=input_name), context="production")
             for name, path in (plots or {}).items():
                 mlflow.log_artifact(path, artifact_path="plots")
             for subdir, path in (artifacts or {}).items():
@@ -301,6 +304,16 @@ def get_alias(name: str, alias: str) -> Version | None:
 
 def champion(name: str) -> Version | None:
     return get_alias(name, CHAMPION)
+
+
+def registration_date(name: str, version: str):
+    """The UTC date a version was registered: its training had finished by then."""
+    import datetime as dt
+
+    client = configure()
+    with registry_call(f"read {name} v{version}"):
+        mv = client.get_model_version(name, str(version))
+    return dt.datetime.fromtimestamp(int(mv.creation_timestamp) / 1000, dt.timezone.utc).date()
 
 
 def gate_and_promote(spec: ModelSpec, version: Version, challenger_value: float,
@@ -407,6 +420,18 @@ def download_run_artifact(run_id: str, path: str) -> str:
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 
 
+def _data_params(candidate: dict) -> dict:
+    """What data went in, as run params: row counts per split (original / production) and the
+    production window of a retrain."""
+    out = {f"data_{k}": v for k, v in (candidate.get("data") or {}).items()}
+    production = (candidate.get("dataset") or {}).get("production")
+    if production:
+        out.update(data_production_since=production.get("since"), data_production_until=production.get("until"),
+                   data_production_batches=len(production.get("batches", [])),
+                   data_production_excluded=len(production.get("excluded", [])))
+    return out
+
+
 def publish(candidate: dict, dag_run_id: str, *, person: str | None = None) -> dict:
     """Register an evaluated candidate and gate it: the register-gate-promote step of every family.
 
@@ -437,6 +462,13 @@ def publish(candidate: dict, dag_run_id: str, *, person: str | None = None) -> d
                 storage.download_dir(candidate["plots"], str(local / "plots"))
                 plots = {p.stem: str(p) for p in sorted((local / "plots").glob("*.png"))}
             frame = family.reference_frame(spec, candidate["dataset"])
+            production = candidate["dataset"].get("production")
+            inputs = None
+            if production:  # a retrain: its reference and inputs hold the production data it learned from
+                from biotune import production as production_data
+
+                frame = production_data.reference_frame(spec, family, production, frame)
+                inputs = production_data.batch_inputs(spec, family, production)
             reference = local / "reference" / "features.parquet"
             reference.parent.mkdir()
             frame.to_parquet(reference, index=False)
@@ -446,7 +478,8 @@ def publish(candidate: dict, dag_run_id: str, *, person: str | None = None) -> d
             source = candidate["dataset"].get("uri") or next(
                 (v for v in candidate["dataset"].values() if isinstance(v, str) and "/" in v), "")
             run_id, model_uri = log_training_run(
-                spec, dag_run_id=dag_run_id, params=candidate["params"], metrics=candidate["metrics"],
+                spec, dag_run_id=dag_run_id, params={**candidate["params"], **_data_params(candidate)},
+                metrics=candidate["metrics"], inputs=inputs,
                 log_model=lambda: arch.log_model(spec, str(local / "model")),
                 dataset=frame, dataset_source=source, plots=plots, artifacts={"reference": str(reference.parent)},
                 history=candidate.get("history"), warnings=candidate.get("warnings"), registered=name,

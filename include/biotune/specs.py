@@ -173,6 +173,10 @@ class Retraining(_Strict):
     min_classes: int | None = None
     min_days_since_last: int = Field(14, ge=0)
     dag_id: str | None = None  # None: the family's fine-tune DAG
+    # a retrain's training split: this share of labelled production rows (since the champion's
+    # training), the rest original training rows; 0 keeps production rows out of training (they
+    # still join validation and test)
+    new_data_share: float = Field(0.7, ge=0, le=1)
 
 
 class ModelSpec(_Strict):

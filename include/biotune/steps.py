@@ -61,11 +61,35 @@ def model_names(family: str) -> list[str]:
     return names
 
 
-def prepare(family: str, params: dict, dag_run_id: str, progress: Progress | None = None) -> dict:
-    """The family's prepared dataset for this run (see Family.prepare)."""
+def prepare(family: str, params: dict, dag_run_id: str, progress: Progress | None = None,
+            retrain: dict | None = None) -> dict:
+    """The family's prepared dataset for this run (see Family.prepare). A retrain (``retrain``: the
+    conf retraining_triggers passes, with the decision's ``date`` and optionally ``since``) also
+    gathers the labelled production batches since the champions' training (biotune.production)."""
     fam = get_family(family)
-    dataset = fam.prepare(params, run_dir(fam.fine_tune_dag_id, dag_run_id), dag_run_id, progress)
-    return {**dataset, "family": fam.name}
+    dataset = {**fam.prepare(params, run_dir(fam.fine_tune_dag_id, dag_run_id), dag_run_id, progress),
+               "family": fam.name}
+    if retrain:
+        from biotune import production
+
+        until = retrain.get("date") or retrain.get("until")
+        if not until:
+            raise InputFormatError("the run's retrain conf has no 'date'", where="conf.retrain",
+                                   fix='give {"retrain": {"date": "YYYY-MM-DD"}} (the last production day to learn from)')
+        dataset["production"] = production.collect(fam, until, dag_run_id, since=retrain.get("since"),
+                                                   progress=progress)
+    return dataset
+
+
+def split(spec: ModelSpec, fam: Family, dataset: dict, which: str) -> tuple[Split, dict[str, int]]:
+    """One split of the run's dataset for ``spec``: the family's, with a retrain's labelled
+    production rows mixed in (see biotune.production); and its counts."""
+    original = fam.split(spec, dataset, which)
+    if not dataset.get("production"):
+        return original, {"original": len(original), "production": 0, "original_used": len(original)}
+    from biotune import production
+
+    return production.mix(spec, original, production.production_split(spec, fam, dataset["production"], which), which)
 
 
 def prepare_architectures(dataset: dict, dag_run_id: str, params: dict,
@@ -114,10 +138,15 @@ def train(model_name: str, dataset: dict, prepared: dict | None, dag_run_id: str
     spec, fam = family_of(model_name)
     arch = fam.architecture(spec.architecture.kind)
     params = {k: v for k, v in (params or {}).items() if v not in (None, "")}
-    tr, va = fam.split(spec, dataset, "train"), fam.split(spec, dataset, "val")
+    (tr, tr_counts), (va, va_counts) = split(spec, fam, dataset, "train"), split(spec, fam, dataset, "val")
     check_splits(spec, {"training": tr, "validation": va}, where=str(dataset.get("uri") or dataset))
+    data = {f"{which}_{k}": v for which, c in (("train", tr_counts), ("val", va_counts)) for k, v in c.items()}
+    if progress and dataset.get("production"):
+        progress(f"{spec.name}: training on {tr_counts['original_used']} of {tr_counts['original']} original rows + "
+                 f"{tr_counts['production']} labelled production rows (new_data_share "
+                 f"{spec.retraining.new_data_share:g}); validation {va_counts['original']} + {va_counts['production']}")
     base = {"model": spec.name, "family": fam.name, "kind": spec.architecture.kind, "task_type": spec.task_type,
-            "artifact": storage.join(run_dir(fam.fine_tune_dag_id, dag_run_id), "models", spec.name)}
+            "artifact": storage.join(run_dir(fam.fine_tune_dag_id, dag_run_id), "models", spec.name), "data": data}
     with tempfile.TemporaryDirectory() as tmp:
         result = arch.train(spec, tr, va, Path(tmp), prepared=(prepared or {}).get(spec.architecture.kind),
                             params=params, progress=progress)
@@ -132,7 +161,7 @@ def collect(candidate: dict, dataset: dict, progress: Progress | None = None) ->
         return candidate
     spec, fam = family_of(candidate["model"])
     arch = fam.architecture(spec.architecture.kind)
-    va = fam.split(spec, dataset, "val")
+    va, _ = split(spec, fam, dataset, "val")
     with tempfile.TemporaryDirectory() as tmp:
         result = arch.collect(candidate["job"], Path(tmp))
         result.params = {**candidate.get("params", {}), **result.params}
@@ -175,7 +204,9 @@ def evaluate(trained: dict, dataset: dict, dag_run_id: str) -> dict:
 
     spec, fam = family_of(trained["model"])
     arch = fam.architecture(spec.architecture.kind)
-    te = fam.split(spec, dataset, "test")
+    te, te_counts = split(spec, fam, dataset, "test")
+    trained = {**trained, "data": {**trained.get("data", {}), "test_original": te_counts["original"],
+                                   "test_production": te_counts["production"]}}
     check_splits(spec, {"test": te}, where=str(dataset.get("uri") or dataset))
     folder = run_dir(fam.fine_tune_dag_id, dag_run_id)
     threshold = trained.get("threshold")

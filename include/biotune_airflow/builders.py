@@ -59,14 +59,17 @@ def finetune_dag(family: str, *, dag_id: str, doc_md: str, params: dict[str, dic
                 return get_family(family).sources(dict(params))
 
         @task(task_id=prepare_task_id, outlets=[asset], trigger_rule="none_failed")
-        def prepare(params=None, run_id=None, outlet_events=None) -> dict:
-            """The family's prepared dataset (cohort, windows, examples) with its splits."""
+        def prepare(params=None, run_id=None, outlet_events=None, dag_run=None) -> dict:
+            """The family's prepared dataset (cohort, windows, examples) with its splits; a retrain
+            (conf ``retrain``) adds the labelled production batches since the champions' training."""
             import logging
 
             from biotune import steps
 
+            retrain = (getattr(dag_run, "conf", None) or {}).get("retrain")
             with fail_fast_on_bad_input():
-                dataset = steps.prepare(family, dict(params), run_id, progress=logging.getLogger("biotune").info)
+                dataset = steps.prepare(family, dict(params), run_id, progress=logging.getLogger("biotune").info,
+                                        retrain=retrain)
             outlet_events[asset].extra = {k: v for k, v in dataset.items() if isinstance(v, (str, int, float))}
             return dataset
 

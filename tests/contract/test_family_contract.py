@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -90,6 +91,23 @@ def test_family_contract(family, home, tmp_path, monkeypatch):
         assert row["status"] == "ok", row
         assert row["n_rows"] == 60 and row["max_psi"] is not None and row["psi"]
     monitoring.dispose()
+
+    # a retrain learns from labelled production batches: their rows join the splits through the
+    # contract (read_batch, batch_inputs, batch_labels), and the mixed inputs are what the model takes
+    from biotune import production
+
+    for i, later in enumerate(("2026-10-04", "2026-10-05")):
+        fam.demo_batch(later, 60, seed=7 + i, shifted=True)
+    dataset["production"] = production.collect(fam, "2026-10-05", "t", since="2026-10-03")
+    assert [b["date"] for b in dataset["production"]["batches"]] == ["2026-10-04", "2026-10-05"], \
+        f"{family}'s demo batches carry no labels: a retrain would have nothing new to learn from"
+    for name in names:
+        spec = get_spec(name)
+        train, train_counts = steps.split(spec, fam, dataset, "train")
+        test, test_counts = steps.split(spec, fam, dataset, "test")
+        assert train_counts["production"] + test_counts["production"] > 0, name
+        assert len(train) == train_counts["original_used"] + train_counts["production"]
+        assert len(np.asarray(steps.load_champion(name).predict(test.x), dtype=object)) == len(test)
 
     # a corrupt batch: typed error, quarantined, no model touched
     bad_day = "2026-10-02"

@@ -22,7 +22,9 @@ FEATURES = ["x0", "x1", "x2", "x3"]
 def _rows(n: int, seed: int, shifted: bool = False) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, 4)) + (2.0 if shifted else 0.0)
-    label = (x[:, 0] + 0.5 * x[:, 1] + rng.normal(0, 0.5, n) > (2.0 if shifted else 0.0)).astype(int)
+    # shifted: production's features moved and so did what predicts the label (concept drift)
+    score = x[:, 1] - 0.5 * x[:, 0] - 1.0 if shifted else x[:, 0] + 0.5 * x[:, 1]
+    label = (score + rng.normal(0, 0.5, n) > 0).astype(int)
     frame = pd.DataFrame(x, columns=FEATURES)
     frame.insert(0, "id", [f"p{seed}-{i}" for i in range(n)])
     frame["label"] = label

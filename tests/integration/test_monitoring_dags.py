@@ -71,7 +71,7 @@ def _register_champion(participants: int = 700) -> dict:
     evaluated = pipeline.evaluate_model(pipeline.train_model(MODEL, info, None, run_id), info, run_id)
     result = registry.publish(evaluated, run_id)
     assert result["promoted"], result
-    return result
+    return {**result, "dataset": {**info, "family": "mood", "uri": info["features"]}}
 
 
 def _run(dag, day: dt.date, conf: dict | None = None):
@@ -157,6 +157,21 @@ def test_drift_from_day_5_retrain_on_day_7(monitor_home):
         reasons = runs[0].conf["retrain"]["models"][MODEL]
         assert str(runs[0].state) == "queued"
     assert reasons == decided[DATES[6].isoformat()]["reasons"] and reasons[0].startswith("yes: 3 consecutive")
+
+    # the queued retrain learns from the labelled production batches up to its date (the
+    # fine-tune DAG's prepare adds them; here the same steps on the champion's own dataset)
+    from biotune import production, steps
+    from biotune.family import get_family
+
+    retrain = runs[0].conf["retrain"]
+    dataset = {**champion["dataset"], "production": production.collect(get_family("mood"), retrain["date"], "retrain")}
+    assert [b["date"] for b in dataset["production"]["batches"]] == [d.isoformat() for d in DATES[:7]]
+    evaluated = steps.evaluate(steps.train(MODEL, dataset, None, "retrain"), dataset, "retrain")
+    assert evaluated["data"]["train_production"] > 0 and evaluated["data"]["test_production"] > 0
+    retrained = registry.publish(evaluated, "retrain")
+    assert retrained["promoted"], retrained  # the old champion misjudges the shifted days; this one learned them
+    inputs = {d.dataset.name for d in client.get_run(retrained["run_id"]).inputs.dataset_inputs}
+    assert {f"mood-batch-{d.isoformat()}" for d in DATES[:7]} <= inputs
 
     # re-running a date replaces its row
     t0 = time.time()

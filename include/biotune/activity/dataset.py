@@ -20,7 +20,6 @@ timestamps). Gaps between recordings split the day into segments (windows never 
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Callable
 
@@ -32,6 +31,7 @@ from biotune.activity import SENSOR_COLS
 from biotune.activity.config import PIPELINE_FILE, PipelineConfig, TrainingConfig, read_pipeline, read_training_config
 from biotune.activity.windows import WindowSet, load_windows
 from biotune.errors import DataValidationError, MissingInputError
+from biotune.splits import assign_splits
 
 TASK = "anxiety"  # the spec's task: the label column of windows and batches
 FEATURES = [f"{ch}_{stat}" for ch in SENSOR_COLS for stat in ("mean", "sd")]
@@ -48,25 +48,6 @@ def drift_features(x: np.ndarray) -> pd.DataFrame:
     for j, ch in enumerate(SENSOR_COLS):
         cols[f"{ch}_mean"], cols[f"{ch}_sd"] = mean[:, j], sd[:, j]
     return pd.DataFrame(cols)[FEATURES]
-
-
-def _unit_hash(key: str) -> float:
-    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2 ** 64
-
-
-def assign_splits(groups, val_fraction: float = 0.2, test_fraction: float = 0.2) -> dict[str, str]:
-    """train/val/test per group by a stable hash of its id (the same person lands in the same split
-    in every run); when that leaves a split empty (few people), by hash rank instead."""
-    names = sorted({str(g) for g in groups})
-    h = {g: _unit_hash(g) for g in names}
-    out = {g: "test" if h[g] < test_fraction else "val" if h[g] < test_fraction + val_fraction else "train"
-           for g in names}
-    if len(names) >= 3 and len(set(out.values())) < 3:
-        ranked = sorted(names, key=h.get)
-        n_test = max(1, round(len(names) * test_fraction))
-        n_val = max(1, min(len(names) - n_test - 1, round(len(names) * val_fraction)))
-        out = {g: "test" if i < n_test else "val" if i < n_test + n_val else "train" for i, g in enumerate(ranked)}
-    return out
 
 
 def _pipeline(folder: str, pipeline: str | None, tc: TrainingConfig) -> PipelineConfig:

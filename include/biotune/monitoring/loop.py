@@ -100,10 +100,7 @@ def evaluate(spec: ModelSpec, as_of, *, in_flight: bool = False, run_id: str | N
     registered = None
     test_error = None
     if version is not None:
-        client = registry.configure()
-        with registry.registry_call(f"read {spec.name} v{version.version}"):
-            mv = client.get_model_version(spec.name, version.version)
-        registered = dt.datetime.fromtimestamp(int(mv.creation_timestamp) / 1000, dt.timezone.utc).date()
+        registered = registry.registration_date(spec.name, version.version)
         test_error = reference_error_rate(version.metrics)
     facts = RetrainFacts(as_of=as_of, last_retrain=last_retrain(as_of, registration_dates(spec.name)),
                          in_flight=in_flight, test_error_rate=test_error, dag_id=dag_id or spec.retraining.dag_id)

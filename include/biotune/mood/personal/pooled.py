@@ -198,7 +198,8 @@ def demo_rows(rows: int, seed: int = 0, shifted: bool = False):
             pool = pd.read_parquet(build_dataset(tmp, tmp, "demo")["features"])
         storage.write_parquet(pool, cache)
     rng = np.random.default_rng(seed)
-    out = pool.iloc[rng.integers(0, len(pool), rows)][SLEEP_FEATURE_NAMES].reset_index(drop=True)
+    picked = pool.iloc[rng.integers(0, len(pool), rows)].reset_index(drop=True)
+    out = picked[SLEEP_FEATURE_NAMES].copy()
     z = [c for c in SLEEP_FEATURE_NAMES if c.endswith("_Zscore")]      # noise where any value is valid
     out[z] = out[z] + np.nan_to_num(rng.normal(0, 0.1, (rows, len(z))))
     if shifted:
@@ -207,6 +208,12 @@ def demo_rows(rows: int, seed: int = 0, shifted: bool = False):
         for c in ("ST_long_MN", "LongSleepWindow_length_MN"):
             out[c] = np.minimum(out[c] + 1.0 * pool[c].std(), 23.0)
     out.insert(0, ID, [f"s-demo{seed:04d}{i:05d}" for i in range(rows)])
+    # the episodes people reported for half of the days (the rest arrive later): what monitoring's
+    # error rate and a retrain learn from
+    reported = rng.random(rows) < 0.5
+    for task in TASKS:
+        if task in picked.columns:
+            out[task] = picked[task].astype("float64").where(reported)
     return out
 
 
