@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from biotune.dates import as_date
 
 WIDTH, HEIGHT = 640, 190
-LEFT, RIGHT, TOP, BOTTOM = 46, 92, 30, 26  # the right margin holds the threshold labels
+LEFT, RIGHT, TOP, BOTTOM = 46, 110, 30, 26  # the right margin holds the threshold labels
 COLORS = {"psi": "#2b6cb0", "prediction_psi": "#805ad5", "confidence": "#2f855a", "error_rate": "#c05621",
           "threshold": "#d69e2e", "critical": "#c53030", "reference": "#718096", "fired": "#c53030",
           "held": "#a0aec0"}
@@ -150,16 +150,18 @@ def time_chart(title: str, series: list[Series], *, dates: list[str] | None = No
         if len(all_dates) > 1:
             out.append(f'<text x="{_n(right)}" y="{HEIGHT - 8}" text-anchor="end" fill="#718096">'
                        f"{_e(all_dates[-1])}</text>")
-    for lv in levels:
+    label_y = -1e9  # level labels never overlap: each at least a line below the one above it
+    for lv in sorted(levels, key=lambda lv: -lv.value):
         if not (y_min <= lv.value <= y_max):
             continue
         y = f.y(lv.value)
+        label_y = max(y + 3, label_y + 11)
+        color = COLORS.get(lv.key, "#718096")
         dash = ' stroke-dasharray="5,3"' if lv.key != "critical" else ""
         out.append(f'<line class="level {_e(lv.key)}" data-value="{lv.value:g}" x1="{LEFT}" x2="{_n(right)}" '
-                   f'y1="{_n(y)}" y2="{_n(y)}" stroke="{COLORS.get(lv.key, "#718096")}" stroke-width="1.5"{dash}>'
+                   f'y1="{_n(y)}" y2="{_n(y)}" stroke="{color}" stroke-width="1.5"{dash}>'
                    f"<title>{_e(lv.label)} {lv.value:g}</title></line>"
-                   f'<text x="{_n(right + 4)}" y="{_n(y + 3)}" fill="{COLORS.get(lv.key, "#718096")}">'
-                   f"{_e(lv.label)} {lv.value:g}</text>")
+                   f'<text x="{_n(right + 4)}" y="{_n(label_y)}" fill="{color}">{_e(lv.label)} {lv.value:g}</text>')
     gap_dates = sorted(as_date(g.date).isoformat() for g in gaps)
     for s in series:
         color = COLORS.get(s.key, "#4a5568")

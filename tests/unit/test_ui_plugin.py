@@ -53,6 +53,11 @@ def _token(username: str = "admin", role: str = "admin") -> str:
     return create_auth_manager().generate_jwt(SimpleAuthManagerUser(username=username, role=role))
 
 
+def _log_sklearn(model):
+    # pip requirements given: MLflow would otherwise infer them by re-importing the model (seconds each)
+    return mlflow.sklearn.log_model(model, name="model", pip_requirements=["scikit-learn"])
+
+
 def _register(name: str, auc: float, dag_run_id: str, promote: bool) -> registry.Version:
     spec = ModelSpec(name=name, family="mood", task=name.split("-")[1], architecture={"kind": "xgboost"},
                      gate={"metric": "auc", "min_absolute": 0.6, "min_improvement": 0.01},
@@ -61,7 +66,7 @@ def _register(name: str, auc: float, dag_run_id: str, promote: bool) -> registry
     model = LogisticRegression().fit(x, (x[:, 0] > 0).astype(int))
     run_id, uri = registry.log_training_run(
         spec, dag_run_id=dag_run_id, params={"C": 1.0}, metrics={"test_auc": auc},
-        log_model=lambda: mlflow.sklearn.log_model(model, name="model", input_example=x[:2]))
+        log_model=lambda: _log_sklearn(model))
     version = registry.register(spec, run_id=run_id, model_uri=uri, dag_run_id=dag_run_id)
     if promote:
         registry.gate_and_promote(spec, version, auc, None)
@@ -197,7 +202,7 @@ def test_promoted_challenger_counts_warning_families_and_people(client, home):
     gap = "validation auc 0.960 vs test 0.735 on only 47 test rows: the test estimate is uncertain"
     run_id, uri = registry.log_training_run(
         spec, dag_run_id="run-1", params={}, metrics={"test_auc": 0.735, "val_auc": 0.96, "test_n": 47.0},
-        warnings=[gap], log_model=lambda: mlflow.sklearn.log_model(model, name="model", input_example=x[:2]))
+        warnings=[gap], log_model=lambda: _log_sklearn(model))
     version = registry.register(spec, run_id=run_id, model_uri=uri, dag_run_id="run-1")
     # a registry written before promotion cleared the challenger alias: both aliases on v1
     registry.configure().set_registered_model_alias(spec.name, registry.CHAMPION, version.version)
@@ -205,13 +210,11 @@ def test_promoted_challenger_counts_warning_families_and_people(client, home):
     personal = ModelSpec(name="mood_personal-depressive-personal", family="mood_personal", task="depressive",
                      scope="person", architecture={"kind": "xgboost"},
                      gate={"metric": "auc", "min_absolute": 0.6, "min_improvement": 0.02})
-    x = np.random.default_rng(1).normal(size=(40, 3))
-    model = LogisticRegression().fit(x, (x[:, 0] > 0).astype(int))
     for person, auc, promote in (("p-amber", 0.8, True), ("p-birch", 0.55, False)):
         name = registry.registered_name(personal, person)
         run_id, uri = registry.log_training_run(
             personal, dag_run_id="cal-1", params={}, metrics={"test_auc": auc}, registered=name,
-            log_model=lambda: mlflow.sklearn.log_model(model, name="model", input_example=x[:2]))
+            log_model=lambda: _log_sklearn(model))
         v = registry.register(personal, run_id=run_id, model_uri=uri, dag_run_id="cal-1", name=name)
         if promote:
             registry.gate_and_promote(personal, v, auc, None, name=name)
