@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,6 +24,7 @@ from biotune.specs import ModelSpec
 log = logging.getLogger(__name__)
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+WARNINGS_TAG = "biotune.warnings"  # a run tag: a JSON list of warnings for people (log_training_run)
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Version:
     aliases: list[str]
     metrics: dict[str, float]
     tags: dict[str, str]
+    warnings: list[str] = field(default_factory=list)  # the run's (e.g. a small test set with a val/test gap)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -209,7 +211,7 @@ def log_training_run(
                 for step, value in enumerate(values):
                     mlflow.log_metric(name, float(value), step=step)
             if warnings:
-                mlflow.set_tag("biotune.warnings", json.dumps(warnings))
+                mlflow.set_tag(WARNINGS_TAG, json.dumps(warnings))
             mlflow.log_dict(spec.public_dict(), "spec.json")
             if dataset is not None:
                 ds = mlflow.data.from_pandas(dataset, source=dataset_source or None, name=f"{spec.name}-training")
@@ -280,11 +282,18 @@ def _wait_ready(client, name: str, version: str, timeout: float = 60.0) -> None:
 
 def _version(client, mv) -> Version:
     metrics: dict[str, float] = {}
+    warnings: list[str] = []
     if mv.run_id:
         with registry_call(f"read the metrics of {mv.name} v{mv.version}"):
-            metrics = dict(client.get_run(mv.run_id).data.metrics)
+            data = client.get_run(mv.run_id).data
+        metrics = dict(data.metrics)
+        try:
+            warnings = [str(w) for w in json.loads(data.tags.get(WARNINGS_TAG) or "[]")]
+        except (ValueError, TypeError):  # a hand-edited tag: shown as it is
+            warnings = [data.tags[WARNINGS_TAG]]
     return Version(name=mv.name, version=str(mv.version), run_id=mv.run_id or "", model_uri=mv.source,
-                   aliases=list(getattr(mv, "aliases", []) or []), metrics=metrics, tags=dict(mv.tags or {}))
+                   aliases=list(getattr(mv, "aliases", []) or []), metrics=metrics, tags=dict(mv.tags or {}),
+                   warnings=warnings)
 
 
 def get_alias(name: str, alias: str) -> Version | None:
@@ -404,7 +413,7 @@ def list_models() -> list[dict]:
                 v = get_alias(rm.name, alias)
                 if v is not None:
                     row[alias] = {"version": v.version, "run_id": v.run_id, "metrics": v.metrics,
-                                  "gate_decision": v.tags.get("gate_decision")}
+                                  "gate_decision": v.tags.get("gate_decision"), "warnings": v.warnings}
             rows.append(row)
     return sorted(rows, key=lambda r: r["name"])
 

@@ -1,6 +1,8 @@
 """A person's path through the Airflow UI, in headless Chromium (Debian's build, driven by Playwright):
 log in, open mood_population_finetune, trigger it through the params form (epochs 1, pretrain
-epochs 1), see the run succeed, open the biotune page from the nav and find the new champion.
+epochs 1), see the run succeed, open the biotune page from the nav and find the new champion; and,
+logged in, see the biotune page draw a model's monitoring history (threshold lines, the decision
+that queued a retrain with its reasons, a day without a batch).
 
 Airflow runs as `airflow standalone` does (tests/integration/airflowproc.py) in a temporary home; NHANES participants are
 pre-generated into that home's lake (400: see PARTICIPANTS). Screenshots go to test-artifacts/ (one on success; the page at
@@ -91,6 +93,16 @@ def _runs(ui) -> list[dict]:
     return r.json()["dag_runs"]
 
 
+def _login(page, ui) -> None:
+    page.goto(ui["base"] + "/", wait_until="networkidle")
+    assert "/auth/login" in page.url, f"anonymous visitor not sent to login: {page.url}"
+    page.locator("input[name=username]").fill("admin")
+    page.locator("input[name=password]").fill(ui["password"])
+    page.locator("button[type=submit]").click()
+    page.wait_for_url(lambda u: "/auth/login" not in u)
+    assert any(c["name"] == "_token" for c in page.context.cookies())
+
+
 def test_login_trigger_with_params_see_success_and_the_champion(airflow_ui, chromium):
     from playwright.sync_api import expect, sync_playwright
 
@@ -103,13 +115,7 @@ def test_login_trigger_with_params_see_success_and_the_champion(airflow_ui, chro
         page.set_default_timeout(30_000)
         try:
             step = "login"
-            page.goto(ui["base"] + "/", wait_until="networkidle")
-            assert "/auth/login" in page.url, f"anonymous visitor not sent to login: {page.url}"
-            page.locator("input[name=username]").fill("admin")
-            page.locator("input[name=password]").fill(ui["password"])
-            page.locator("button[type=submit]").click()
-            page.wait_for_url(lambda u: "/auth/login" not in u)
-            assert any(c["name"] == "_token" for c in page.context.cookies())
+            _login(page, ui)
 
             step = "open the DAG"
             _wait_for_dag(ui)
@@ -163,6 +169,73 @@ def test_login_trigger_with_params_see_success_and_the_champion(airflow_ui, chro
             assert "mood-" in text and re.search(r"v\d+", text), text
             _log("biotune page shows: " + " | ".join(text.splitlines()[:8]))
             page.screenshot(path=str(ARTIFACTS / "browser-biotune-page.png"), full_page=True)
+        except BaseException:
+            page.screenshot(path=str(ARTIFACTS / f"browser-failure-{step.replace(' ', '-')}.png"), full_page=True)
+            _log(f"failed at step {step!r}; screenshot in {ARTIFACTS}, Airflow logs in {ui['logs']}")
+            raise
+        finally:
+            browser.close()
+
+
+CHART_MODEL = "mood-depression-xgb"
+FIRED_REASONS = ["yes: 3 features drifted on 3 consecutive batches", "61 new labels on record"]
+
+
+def _seed_monitoring_history(home: Path) -> None:
+    """Five days of history in the Airflow home's drift database, through the store API as the
+    monitoring DAG writes it: drift rising past the threshold, a day without a batch, and the
+    decision that queued a retrain (followed by an 'already in flight' no for the same date)."""
+    from biotune.monitoring import Decision, store
+
+    uri = f"sqlite:///{home / 'drift.db'}"
+    for day, psi in (("2026-03-01", 0.04), ("2026-03-02", 0.22), ("2026-03-04", 0.35), ("2026-03-05", 0.41)):
+        store.upsert_drift({"model": CHART_MODEL, "date": day, "max_psi": psi, "drifted_features": 3,
+                            "mean_confidence": 0.74, "labeled_n": 61, "error_rate": 0.31,
+                            "reference_error_rate": 0.22}, uri)
+    store.upsert_drift({"model": CHART_MODEL, "date": "2026-03-03", "status": "missing"}, uri)
+    store.record_decision(CHART_MODEL, "2026-03-05", Decision(True, FIRED_REASONS), uri=uri)
+    store.record_decision(CHART_MODEL, "2026-03-05", Decision(False, ["a retrain is already in flight"]), uri=uri)
+    store.dispose(uri)
+
+
+def test_biotune_page_draws_the_monitoring_charts(airflow_ui, chromium):
+    from playwright.sync_api import expect, sync_playwright
+
+    ui = airflow_ui
+    ARTIFACTS.mkdir(exist_ok=True)
+    _seed_monitoring_history(Path(ui["home"]))
+    step = "start"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(30_000)
+        try:
+            step = "login"
+            _login(page, ui)
+            step = "open the biotune page"
+            page.goto(f"{ui['base']}/biotune/", wait_until="networkidle")
+            section = page.locator(f'section.model-charts[data-model="{CHART_MODEL}"]')
+            expect(section).to_be_visible()
+            step = "see the charts"
+            charts = section.locator("svg.chart")
+            expect(charts).to_have_count(3)  # PSI, confidence, error rate
+            psi = section.locator("svg.psi-chart")
+            expect(psi).to_be_visible()
+            box = psi.bounding_box()
+            assert box and box["width"] > 300 and box["height"] > 100, box
+            threshold = psi.locator("line.threshold")
+            expect(threshold).to_have_count(1)
+            assert threshold.get_attribute("data-value") == "0.2"
+            assert psi.locator("line.critical").count() == 1
+            fired = psi.locator("g.decision.fired")
+            expect(fired).to_have_count(1)
+            assert fired.locator("title").text_content() == "2026-03-05: retrain queued: " + "; ".join(FIRED_REASONS)
+            expect(psi.locator('rect.gap-missing[data-date="2026-03-03"]')).to_have_count(1)
+            expect(psi.locator('circle.point[data-date="2026-03-03"]')).to_have_count(0)
+            expect(section.get_by_text("latest decision 2026-03-05").first).to_be_visible()
+            step = "see the families"
+            expect(page.locator('#families [data-family="mood"]')).to_be_visible()
+            page.screenshot(path=str(ARTIFACTS / "browser-biotune-charts.png"), full_page=True)
         except BaseException:
             page.screenshot(path=str(ARTIFACTS / f"browser-failure-{step.replace(' ', '-')}.png"), full_page=True)
             _log(f"failed at step {step!r}; screenshot in {ARTIFACTS}, Airflow logs in {ui['logs']}")

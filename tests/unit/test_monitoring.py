@@ -120,6 +120,26 @@ def test_history_uses_settings_uri(home, monkeypatch):
     monitoring.dispose()
 
 
+def test_timeline_windows_each_model_and_shows_the_decision_that_fired(tmp_path):
+    from biotune.monitoring import store
+
+    uri = f"sqlite:///{tmp_path / 'drift.db'}"
+    assert store.timeline(uri=uri) == {}
+    for day in (0, 50, 95, 100):
+        monitoring.upsert_drift(_row(day), uri)
+    monitoring.record_decision("m-a-x", D0 + dt.timedelta(days=100), monitoring.Decision(True, ["yes: drift"]), uri=uri)
+    monitoring.record_decision("m-a-x", D0 + dt.timedelta(days=100), monitoring.Decision(False, ["in flight"]), uri=uri)
+    monitoring.record_decision("m-a-x", D0, monitoring.Decision(False, ["too old for the window"]), uri=uri)
+    got = store.timeline(days=90, uri=uri)
+    monitoring.dispose(uri)
+    assert set(got) == {"mood-depression-xgb", "m-a-x"}
+    assert [r["date"] for r in got["mood-depression-xgb"]["rows"]] == [
+        (D0 + dt.timedelta(days=d)).isoformat() for d in (50, 95, 100)]
+    assert got["m-a-x"]["rows"] == []
+    (only,) = got["m-a-x"]["decisions"].values()
+    assert only["decision"] == "yes" and only["reasons"] == ["yes: drift"]
+
+
 # ----------------------------------------------------------------------------- retraining rule
 
 

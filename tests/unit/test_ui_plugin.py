@@ -53,6 +53,11 @@ def _token(username: str = "admin", role: str = "admin") -> str:
     return create_auth_manager().generate_jwt(SimpleAuthManagerUser(username=username, role=role))
 
 
+def _log_sklearn(model):
+    # pip requirements given: MLflow would otherwise infer them by re-importing the model (seconds each)
+    return mlflow.sklearn.log_model(model, name="model", pip_requirements=["scikit-learn"])
+
+
 def _register(name: str, auc: float, dag_run_id: str, promote: bool) -> registry.Version:
     spec = ModelSpec(name=name, family="mood", task=name.split("-")[1], architecture={"kind": "xgboost"},
                      gate={"metric": "auc", "min_absolute": 0.6, "min_improvement": 0.01},
@@ -61,7 +66,7 @@ def _register(name: str, auc: float, dag_run_id: str, promote: bool) -> registry
     model = LogisticRegression().fit(x, (x[:, 0] > 0).astype(int))
     run_id, uri = registry.log_training_run(
         spec, dag_run_id=dag_run_id, params={"C": 1.0}, metrics={"test_auc": auc},
-        log_model=lambda: mlflow.sklearn.log_model(model, name="model", input_example=x[:2]))
+        log_model=lambda: _log_sklearn(model))
     version = registry.register(spec, run_id=run_id, model_uri=uri, dag_run_id=dag_run_id)
     if promote:
         registry.gate_and_promote(spec, version, auc, None)
@@ -157,3 +162,82 @@ def test_registry_down_is_shown_not_a_500(client, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
     r = client.get("/", headers={"Authorization": f"Bearer {_token()}"})
     assert r.status_code == 200 and "MLflow registry unavailable" in r.text and "does not answer" in r.text
+
+
+def test_page_charts_decisions_and_missing_days_from_the_store(client, ui, home, monkeypatch):
+    """History written through the store API as the monitoring DAG does; the page draws it. (The
+    registry is left out: MLflow's store migrations cost seconds and the charts do not read it.)"""
+    from biotune import monitoring
+
+    model = "mood-depression-xgb"
+    for day, psi in (("2026-01-01", 0.05), ("2026-01-02", 0.31), ("2026-01-04", 0.42)):
+        monitoring.upsert_drift({"model": model, "date": day, "max_psi": psi, "mean_confidence": 0.8,
+                                 "labeled_n": 60, "error_rate": 0.3, "reference_error_rate": 0.2})
+    monitoring.upsert_drift({"model": model, "date": "2026-01-03", "status": "missing"})
+    monitoring.record_decision(model, "2026-01-04", monitoring.Decision(True, ["yes: drift on 3 batches",
+                                                                             "61 new labels on record"]))
+    # a later 'no' for the same date (already in flight) must not hide the 'yes' that queued the retrain
+    monitoring.record_decision(model, "2026-01-04", monitoring.Decision(False, ["a retrain is already in flight"]))
+    monitoring.dispose()
+    monkeypatch.setattr(ui, "registry_rows", lambda: ([], None))
+
+    page = client.get("/", headers={"Authorization": f"Bearer {_token()}"}).text
+    section = page[page.index(f'<section class="model-charts" data-model="{model}"'):]
+    section = section[:section.index("</section>")]
+    assert section.count("<svg") == 3  # PSI, confidence, error rate (labels exist)
+    assert 'class="level threshold" data-value="0.2"' in section and 'class="level critical" data-value="0.25"' in section
+    assert section.count('class="decision fired"') == 3  # the one fired decision, on each chart
+    assert "2026-01-04: retrain queued: yes: drift on 3 batches; 61 new labels on record" in section
+    assert 'class="gap gap-missing" data-date="2026-01-03"' in section
+    assert 'data-date="2026-01-03" data-value' not in section  # the missing day is not a point
+    assert "latest decision 2026-01-04: <b>retrain queued</b>" in section
+
+
+def test_promoted_challenger_counts_warning_families_and_people(client, home):
+    """One MLflow store (its migrations cost seconds): a population model whose challenger alias was
+    left on the champion, with a small-test-set warning, and two people's models of a per-person spec."""
+    spec = ModelSpec(name="mood-depression-xgb", family="mood", task="depression", architecture={"kind": "xgboost"})
+    x = np.random.default_rng(0).normal(size=(40, 3))
+    model = LogisticRegression().fit(x, (x[:, 0] > 0).astype(int))
+    gap = "validation auc 0.960 vs test 0.735 on only 47 test rows: the test estimate is uncertain"
+    run_id, uri = registry.log_training_run(
+        spec, dag_run_id="run-1", params={}, metrics={"test_auc": 0.735, "val_auc": 0.96, "test_n": 47.0},
+        warnings=[gap], log_model=lambda: _log_sklearn(model))
+    version = registry.register(spec, run_id=run_id, model_uri=uri, dag_run_id="run-1")
+    # a registry written before promotion cleared the challenger alias: both aliases on v1
+    registry.configure().set_registered_model_alias(spec.name, registry.CHAMPION, version.version)
+
+    personal = ModelSpec(name="mood_personal-depressive-personal", family="mood_personal", task="depressive",
+                     scope="person", architecture={"kind": "xgboost"},
+                     gate={"metric": "auc", "min_absolute": 0.6, "min_improvement": 0.02})
+    for person, auc, promote in (("p-amber", 0.8, True), ("p-birch", 0.55, False)):
+        name = registry.registered_name(personal, person)
+        run_id, uri = registry.log_training_run(
+            personal, dag_run_id="cal-1", params={}, metrics={"test_auc": auc}, registered=name,
+            log_model=lambda: _log_sklearn(model))
+        v = registry.register(personal, run_id=run_id, model_uri=uri, dag_run_id="cal-1", name=name)
+        if promote:
+            registry.gate_and_promote(personal, v, auc, None, name=name)
+        else:
+            registry.reject_version(name, v.version, "not better than the population")
+
+    page = client.get("/", headers={"Authorization": f"Bearer {_token()}"}).text
+    row = page[page.index('<tr data-model="mood-depression-xgb">'):]
+    row = row[:row.index("</tr>")]
+    assert "test_n=47," in row or "test_n=47<" in row
+    assert "47.000" not in row
+    assert "promoted: v1 is the champion" in row and row.count(">v1</a>") == 1
+    assert f'<div class="warn">&#9888; {gap}</div>' in row
+
+    families = page[page.index('<section id="families">'):]
+    for family in ("activity", "eeg", "glucose", "mood", "mood_personal"):
+        assert f'data-family="{family}"' in families
+    assert '<li data-spec="mood-depression-xgb"><b>mood-depression-xgb</b>: <span class="ok">champion v1' in families
+    assert '<li data-spec="mood-ssri-pat"><b>mood-ssri-pat</b>: <span class="muted">not trained yet' in families
+    person_spec = families[families.index('<li data-spec="mood_personal-depressive-personal">'):]
+    assert "2 people" in person_spec
+    assert 'data-person="p-amber"' in person_spec and "p-amber: <span class=\"ok\">champion v1" in person_spec
+    assert "p-birch: population model serves (fallback)" in person_spec
+    # one person's model is not a row of the main table
+    table = page[page.index('<table id="models">'):page.index("</table>")]
+    assert "p-amber" not in table and "mood-depression-xgb" in table

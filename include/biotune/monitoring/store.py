@@ -244,7 +244,7 @@ def record_decision(model: str, date, decision: Decision, *, facts: dict | None 
     return {**values, "date": values["date"].isoformat(), "created_at": values["created_at"].isoformat()}
 
 
-def decisions(model: str | None = None, *, until=None, uri: str | None = None) -> list[dict]:
+def decisions(model: str | None = None, *, since=None, until=None, uri: str | None = None) -> list[dict]:
     """Recorded decisions, oldest first."""
     import sqlalchemy as sa
 
@@ -252,6 +252,8 @@ def decisions(model: str | None = None, *, until=None, uri: str | None = None) -
     q = sa.select(table)
     if model:
         q = q.where(table.c.model == model)
+    if since is not None:
+        q = q.where(table.c.date >= as_date(since))
     if until is not None:
         q = q.where(table.c.date <= as_date(until))
     q = q.order_by(table.c.id)
@@ -291,9 +293,30 @@ def shown_decision(day_decisions: list[dict]) -> dict | None:
     return fired[-1] if fired else day_decisions[-1]
 
 
-def decisions_by_day(model: str | None = None, *, until=None, uri: str | None = None) -> dict[tuple[str, str], list]:
+def decisions_by_day(model: str | None = None, *, since=None, until=None,
+                     uri: str | None = None) -> dict[tuple[str, str], list]:
     """{(model, date): every decision recorded for it, oldest first}."""
     out: dict[tuple[str, str], list] = {}
-    for d in decisions(model, until=until, uri=uri):
+    for d in decisions(model, since=since, until=until, uri=uri):
         out.setdefault((d["model"], d["date"]), []).append(d)
+    return out
+
+
+def timeline(days: int = 90, uri: str | None = None) -> dict[str, dict]:
+    """What the page charts, per model: {model: {"rows": its drift history rows (oldest first),
+    "decisions": {date: the decision shown for that date (see :func:`shown_decision`)}}} over the
+    ``days`` days up to the latest date recorded. {} before any drift run."""
+    import sqlalchemy as sa
+
+    table = _table(DRIFT_TABLE)
+    with engine(uri).connect() as conn:
+        last = conn.execute(sa.select(sa.func.max(table.c.date))).scalar()
+    if last is None:
+        return {}
+    since = as_date(last) - dt.timedelta(days=days)
+    out: dict[str, dict] = {}
+    for row in history(since=since, uri=uri):
+        out.setdefault(row["model"], {"rows": [], "decisions": {}})["rows"].append(row)
+    for (model, date), day in decisions_by_day(since=since, uri=uri).items():
+        out.setdefault(model, {"rows": [], "decisions": {}})["decisions"][date] = shown_decision(day)
     return out
