@@ -31,31 +31,23 @@ DEFAULT_CONN_ID = "biotune_alerts"
 
 def resolve_webhook(conn_id: str = DEFAULT_CONN_ID) -> tuple[str | None, str | None]:
     """(webhook URL, bearer token) from the Connection, else the environment; (None, None) when unset."""
-    conn = None
-    try:
-        from airflow.sdk import BaseHook
+    from biotune_airflow.connections import airflow_connection
 
-        conn = BaseHook.get_connection(conn_id)
-    except Exception:  # not defined (AirflowNotFoundException) or no Airflow context: fall back to env
-        conn = None
+    conn = airflow_connection(conn_id)
     if conn is not None:
-        extra: dict[str, Any] = {}
-        try:
-            extra = conn.extra_dejson or {}
-        except Exception:
-            extra = {}
+        extra: dict[str, Any] = conn["extra"] if isinstance(conn["extra"], dict) else {}
         url = extra.get("webhook_url") or extra.get("url")
-        if not url and conn.host:
-            host = str(conn.host)
+        if not url and conn["host"]:
+            host = str(conn["host"])
             if host.startswith(("http://", "https://")):
                 url = host
             else:
-                scheme = conn.schema or "https"
-                port = f":{conn.port}" if conn.port else ""
+                scheme = conn["schema"] or "https"
+                port = f":{conn['port']}" if conn["port"] else ""
                 endpoint = str(extra.get("endpoint", "")).lstrip("/")
                 url = f"{scheme}://{host}{port}/{endpoint}"
         if url:
-            return str(url), (conn.password or extra.get("token") or None)
+            return str(url), (conn["password"] or extra.get("token") or None)
     url = os.environ.get("BIOTUNE_ALERT_WEBHOOK") or None
     return url, (os.environ.get("BIOTUNE_ALERT_TOKEN") or None) if url else None
 

@@ -78,6 +78,18 @@ def test_local_lora_to_a_champion(glucose_home, tmp_path, monkeypatch):
     assert len(out) == 1 and isinstance(out[0], str)
 
 
+def _store_connection(_=None, **fields) -> None:
+    """Put biotune_llm_provider into Airflow's metadata database (None: remove it)."""
+    from airflow.models import Connection
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        session.query(Connection).filter(Connection.conn_id == "biotune_llm_provider").delete()
+        if fields:
+            session.add(Connection(conn_id="biotune_llm_provider", conn_type="http", host=fields["host"],
+                                   password=fields["password"], extra=json.dumps(fields["extra"])))
+
+
 @pytest.mark.parametrize("provider", ["openai", "fireworks"])
 def test_provider_job_deferred_to_a_champion(provider, glucose_home, tmp_path, monkeypatch):
     from biotune import registry
@@ -87,10 +99,17 @@ def test_provider_job_deferred_to_a_champion(provider, glucose_home, tmp_path, m
         fake.steps_to_finish = 1  # done at the trigger's first poll (it polls every 30 s)
         fake.fail_next[("POST", "/v1/")] = [429]  # the first call is rate-limited: retried, honouring Retry-After
         extra = {"provider": provider, **({"account_id": fake.account} if provider == "fireworks" else {})}
-        monkeypatch.setenv("AIRFLOW_CONN_BIOTUNE_LLM_PROVIDER", json.dumps(
-            {"conn_type": "http", "host": fake.url, "password": KEY, "extra": extra}))
+        if provider == "openai":  # the connection as an environment variable ...
+            monkeypatch.setenv("AIRFLOW_CONN_BIOTUNE_LLM_PROVIDER", json.dumps(
+                {"conn_type": "http", "host": fake.url, "password": KEY, "extra": extra}))
+        else:  # ... or kept in Airflow's database (Admin > Connections), read in the task and on the triggerer
+            monkeypatch.delenv("AIRFLOW_CONN_BIOTUNE_LLM_PROVIDER", raising=False)
+            _store_connection(host=fake.url, password=KEY, extra=extra)
         dag = load_dag("glucose_llm_finetune")
-        run = dag.test(run_conf={"source": _source(tmp_path, 10), "epochs": 2})
+        try:
+            run = dag.test(run_conf={"source": _source(tmp_path, 10), "epochs": 2})
+        finally:
+            _store_connection(None)
         states = task_states(run)
         assert str(run.state) == "success", states
         assert states["wait_for_training"] == ["success"]

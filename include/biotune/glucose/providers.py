@@ -169,24 +169,14 @@ class ProviderConnection:
         return cls.from_uri(value, conn_id=conn_id, **kw)
 
 
-_resolver: Callable[[str], dict | None] | None = None
-
-
-def set_connection_resolver(resolver: Callable[[str], dict | None] | None) -> None:
-    """Let the Airflow glue supply a connection's fields (``host``, ``password``, ``extra``,
-    ``conn_type``, ``port``, ``schema``) for a connection id, e.g. from ``BaseHook.get_connection``;
-    None (or a resolver returning None) falls back to ``AIRFLOW_CONN_<ID>``."""
-    global _resolver
-    _resolver = resolver
-
-
 def resolve_connection(conn_id: str = CONN_ID, **kw) -> ProviderConnection:
-    """The provider connection ``conn_id``: from the registered resolver, else the environment."""
-    if _resolver is not None:
-        fields = _resolver(conn_id)
-        if fields:
-            keep = ("host", "password", "extra", "conn_type", "port", "schema")
-            return ProviderConnection.from_fields(conn_id=conn_id, **{k: fields.get(k) for k in keep}, **kw)
+    """The provider connection ``conn_id``: Airflow's (biotune.connections), else the environment."""
+    from biotune import connections
+
+    fields = connections.fields(conn_id)
+    if fields:
+        keep = ("host", "password", "extra", "conn_type", "port", "schema")
+        return ProviderConnection.from_fields(conn_id=conn_id, **{k: fields.get(k) for k in keep}, **kw)
     return ProviderConnection.from_env(conn_id, **kw)
 
 
