@@ -2,8 +2,9 @@
 
 Training data: the seven NHANES XPT files, each validated by its suite, then the cohort and the
 features (:mod:`biotune.mood.pipeline`). Architectures: ``pat`` (the activity week; the encoder is
-prepared once per run: released weights or masked-autoencoder pretraining) and ``xgboost`` (the 36
-mood_ml sleep/circadian features). Daily batches: :mod:`biotune.mood.scoring`.
+prepared once per run: released weights or masked-autoencoder pretraining; drift is measured on
+that week too, :mod:`biotune.mood.activity_week`) and ``xgboost`` (the 36 mood_ml sleep/circadian
+features, also its drift features). Daily batches: :mod:`biotune.mood.scoring`.
 
 Kept light to import (no torch, pandas or xgboost at the top): the registry imports every family.
 """
