@@ -3,7 +3,8 @@
 A family (mood, activity, eeg, glucose, or one of yours) is a folder ``biotune/<family>/`` whose
 ``family.py`` builds a :class:`Family` and calls :func:`register`. It says how to read and validate
 its training data and its daily batches, how to build model inputs and drift features, and, per
-architecture (:class:`Architecture`), how to train, load, predict and log a model. The shared
+architecture (:class:`Architecture`), how to train, load, predict and log a model, and, when a
+kind reads something other than the family's drift features, its own drift features. The shared
 steps (:mod:`biotune.steps`) do the rest the same way for every family: train, evaluate by the
 spec's task type, register-gate-promote, score a batch, measure drift, decide on retraining.
 
@@ -116,6 +117,18 @@ class Architecture:
         ``predict`` returns the same outputs as :meth:`predict`; return the ModelInfo."""
         raise NotImplementedError
 
+    # drift on the model's own input: a kind whose model reads something other than the family's
+    # drift features (mood's PAT reads the minute activity week, not the 36 sleep features) says so here
+    def drift_features(self, family: "Family", spec, batch: "Batch"):
+        """The drift features of ``batch`` for a model of this kind; None (the default): the family's
+        :meth:`Family.drift_features`. Columns must match :meth:`reference_frame`'s features."""
+        return None
+
+    def reference_frame(self, family: "Family", spec, dataset: dict):
+        """The training split's drift features of this kind (and the label column); None (the default):
+        the family's :meth:`Family.reference_frame`."""
+        return None
+
     # a remote trainer (glucose's provider backends) also implements these
     def poll(self, job: dict) -> JobStatus:
         raise NotImplementedError(f"{self.kind} trains locally: nothing to poll")
@@ -224,6 +237,21 @@ class Family:
     def reference_features(self, reference):
         """The feature columns of a logged reference frame (drops label columns)."""
         return reference
+
+    # ------------------------------------------------------------------ per model (what the shared steps call)
+    def model_drift_features(self, spec, batch: Batch):
+        """``spec``'s drift features of a batch: its architecture's own when it has them
+        (:meth:`Architecture.drift_features`), else :meth:`drift_features`."""
+        arch = self.architectures.get(spec.architecture.kind) if spec is not None else None
+        own = arch.drift_features(self, spec, batch) if arch is not None else None
+        return own if own is not None else self.drift_features(spec, batch)
+
+    def model_reference_frame(self, spec, dataset: dict):
+        """``spec``'s drift reference (logged with the model): its architecture's own when it has
+        one (:meth:`Architecture.reference_frame`), else :meth:`reference_frame`."""
+        arch = self.architectures.get(spec.architecture.kind)
+        own = arch.reference_frame(self, spec, dataset) if arch is not None else None
+        return own if own is not None else self.reference_frame(spec, dataset)
 
     # ------------------------------------------------------------------ generated data (demo, tests)
     demo_size: int = 300                # `make demo`: how much training data to generate ...

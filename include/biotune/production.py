@@ -167,11 +167,12 @@ def reference_frame(spec: ModelSpec, fam: Family, production: dict, original):
     training rows' features plus the production training rows' features."""
     import pandas as pd
 
-    parts = [fam.drift_features(spec, batch).iloc[rows].reset_index(drop=True)
+    parts = [fam.model_drift_features(spec, batch).iloc[rows].reset_index(drop=True)
              for _, batch, rows, _, _ in _labelled_rows(spec, fam, production, "train")]
     if not parts or spec.retraining.new_data_share <= 0:
         return original
     new = pd.concat(parts, ignore_index=True)
+    new = new[[c for c in original.columns if c in new.columns]]  # the reference's own features only
     kept = original.iloc[old_rows_kept(spec, len(original), len(new))].reset_index(drop=True)
     return pd.concat([kept, new], ignore_index=True)
 
@@ -183,7 +184,7 @@ def batch_inputs(spec: ModelSpec, fam: Family, production: dict) -> list[tuple[A
     for record in production.get("batches", []):
         if _after(production, spec, record["date"]) and record["labelled"].get(spec.name):
             batch = fam.read_batch(record["uri"])
-            out.append((fam.drift_features(spec, batch), record["uri"], f"{fam.name}-batch-{record['date']}"))
+            out.append((fam.model_drift_features(spec, batch), record["uri"], f"{fam.name}-batch-{record['date']}"))
     return out
 
 

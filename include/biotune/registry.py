@@ -470,7 +470,7 @@ def publish(candidate: dict, dag_run_id: str, *, person: str | None = None) -> d
             if candidate.get("plots"):
                 storage.download_dir(candidate["plots"], str(local / "plots"))
                 plots = {p.stem: str(p) for p in sorted((local / "plots").glob("*.png"))}
-            frame = family.reference_frame(spec, candidate["dataset"])
+            frame = family.model_reference_frame(spec, candidate["dataset"])
             production = candidate["dataset"].get("production")
             inputs = None
             if production:  # a retrain: its reference and inputs hold the production data it learned from

@@ -369,7 +369,7 @@ def scored_batch(model_name: str, date, run_id: str = "", *, version=None) -> Sc
         prediction = written["category"].to_numpy() if "category" in written else np.zeros(0)
     t = version.metrics.get(metrics.test(metrics.THRESHOLD))
     return ScoredBatch(model=model_name, model_version=str(version.version), date=day, task_type=spec.task_type,
-                       features=fam.drift_features(spec, batch), proba=outputs, prediction=prediction,
+                       features=fam.model_drift_features(spec, batch), proba=outputs, prediction=prediction,
                        confidence=written["confidence"].to_numpy() if "confidence" in written else None,
                        labels=fam.batch_labels(spec, batch), threshold=float(t) if t is not None else None,
                        predictions_uri=uri, classes=spec.classes, extra={"run_id": run_id, "reused": True})
@@ -389,7 +389,7 @@ def score_batch(model_name: str, date, run_id: str = "", *, version=None, batch=
                             fix="run the family's fine-tuning DAG first (biotune registry list shows champions)")
     day = as_date(date).isoformat()
     batch = batch if batch is not None else fam.read_batch(fam.batch_uri(day))
-    features = fam.drift_features(spec, batch)
+    features = fam.model_drift_features(spec, batch)
     x = fam.batch_inputs(spec, batch)
     outputs = load_champion(model_name, version.version).predict(x) if len(batch) else []
     if spec.task_type != "generation":
@@ -470,15 +470,19 @@ def monitor_model(spec: ModelSpec, date, *, run_id: str = "", report: bool = Tru
         log.error("%s %s: drift not measured: %s: %s", spec.name, day, type(exc).__name__, exc)
         row = upsert_drift({**base, "status": "error", "error": f"{type(exc).__name__}: {exc}"}, uri)
         return {**row, "reasons": [f"{type(exc).__name__}: {exc.what}"]}
+    reasons = measured.pop("reasons")
+    small = []
+    if measured["n_rows"] < spec.drift.min_rows:  # PSI on a handful of rows is noise, not drift
+        small = [f"{measured['n_rows']} rows < drift.min_rows {spec.drift.min_rows}: too small to judge"]
+        reasons = small + reasons
+        measured.update(status="small", critical=False, drifted_features=0, drifted=[])
     report_uri = None
-    if report:
+    if report:  # the report shows the very PSI values of the history row, with the spec's method
         cols = list(spec.drift.features) if spec.drift.features else list(reference.columns)
         report_uri = write_report(reference, current.features, spec.name, day, version.run_id, cols,
-                                  version=version.version, method=spec.drift.method, threshold=spec.drift.threshold)
-    reasons = measured.pop("reasons")
-    if measured["n_rows"] < spec.drift.min_rows:  # PSI on a handful of rows is noise, not drift
-        reasons = [f"{measured['n_rows']} rows < drift.min_rows {spec.drift.min_rows}: too small to judge"] + reasons
-        measured.update(status="small", critical=False, drifted_features=0, drifted=[])
+                                  version=version.version, method=spec.drift.method, bins=spec.drift.bins,
+                                  threshold=spec.drift.threshold, psi=measured["psi"],
+                                  notes=[s + "; not counted as drift" for s in small])
     row = upsert_drift({**base, **measured, "report_uri": report_uri, "predictions_uri": current.predictions_uri,
                         "reference_error_rate": monitoring.reference_error_rate(version.metrics)}, uri)
     storage.write_json(storage.join(report_dir(spec.name, day), "drift.json"), {**row, "reasons": reasons})

@@ -90,6 +90,9 @@ def test_family_contract(family, home, tmp_path, monkeypatch):
         row = steps.monitor_model(get_spec(name), day, run_id="t", report=False)
         assert row["status"] == "ok", row
         assert row["n_rows"] == 60 and row["max_psi"] is not None and row["psi"]
+        # measured on the model's own drift features: exactly those of the reference logged with it
+        logged = fam.reference_features(monitoring.reference_frame(registry.champion(name).run_id, name))
+        assert sorted(row["psi"]) == sorted(map(str, logged.columns)), (name, sorted(row["psi"])[:5])
     monitoring.dispose()
 
     # a retrain learns from labelled production batches: their rows join the splits through the

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import subprocess
 import sys
 import time
@@ -138,7 +139,12 @@ def test_drift_from_day_5_retrain_on_day_7(monitor_home):
         else:
             assert row["drifted_features"] < 3, (day, row["drifted"], row["psi"])
     report = rows[DATES[6].isoformat()]["report_uri"]
-    assert report and Path(report).read_text().lower().count("<html") >= 1
+    page = Path(report).read_text()
+    assert page.lower().count("<html") >= 1
+    # the report shows the history's figures (the spec's method), titled with model, version, date
+    shown = re.search(r"columns \((\d+) out of (\d+)\)", page)
+    assert int(shown.group(1)) == rows[DATES[6].isoformat()]["drifted_features"], shown.group(0)
+    assert re.search(rf"<title>{MODEL} v{champion['version']} · {DATES[6].isoformat()} · PSI", page)
     client = registry.configure()
     attached = {a.path for a in client.list_artifacts(champion["run_id"], f"monitoring/{DATES[6].isoformat()}")}
     assert f"monitoring/{DATES[6].isoformat()}/drift_report.html" in attached

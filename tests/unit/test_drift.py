@@ -236,7 +236,7 @@ def test_evidently_report_html(tmp_path):
     ref["grp"] = rng.choice(list("abc"), n)
     cur = ref.sample(300, random_state=1).reset_index(drop=True)
     cur["f0"] += 3
-    out = drift.evidently_report_html(ref, cur, tmp_path / "sub" / "drift.html")
+    out = drift.evidently_report_html(ref, cur, tmp_path / "sub" / "drift.html").path
     html = (tmp_path / "sub" / "drift.html").read_text()
     assert out.endswith("drift.html") and len(html) > 50_000
     assert "f29" in html and "grp" in html

@@ -2,8 +2,9 @@
 
 Training data: the seven NHANES XPT files, each validated by its suite, then the cohort and the
 features (:mod:`biotune.mood.pipeline`). Architectures: ``pat`` (the activity week; the encoder is
-prepared once per run: released weights or masked-autoencoder pretraining) and ``xgboost`` (the 36
-mood_ml sleep/circadian features). Daily batches: :mod:`biotune.mood.scoring`.
+prepared once per run: released weights or masked-autoencoder pretraining; drift is measured on
+that week too, :mod:`biotune.mood.activity_week`) and ``xgboost`` (the 36 mood_ml sleep/circadian
+features, also its drift features). Daily batches: :mod:`biotune.mood.scoring`.
 
 Kept light to import (no torch, pandas or xgboost at the top): the registry imports every family.
 """
@@ -83,6 +84,34 @@ class PATArchitecture(Architecture):
                                    outputs=Schema([TensorSpec(np.dtype(np.float64), (-1,))]))
         return mlflow.pyfunc.log_model(name="model", python_model=PATPyfunc(), signature=signature,
                                        artifacts={"bundle": str(Path(local_dir) / "bundle")})
+
+
+    # PAT reads the minute activity week, not the 36 sleep features: it is monitored on that week
+    def drift_features(self, family, spec, batch):
+        """The activity week summarised (:mod:`biotune.mood.activity_week`), then the 36 features: the
+        reference logged with the champion picks the columns (PAT champions trained before PAT had
+        its own drift features logged the 36; they stay monitored on those until retrained)."""
+        import pandas as pd
+
+        if "activity_week" not in batch.data:
+            from biotune.mood.activity_week import activity_week_features
+
+            batch.data["activity_week"] = activity_week_features(batch.data["activity"], batch.data["state"])
+        return pd.concat([batch.data["activity_week"], family.drift_features(spec, batch).reset_index(drop=True)],
+                         axis=1)
+
+    def reference_frame(self, family, spec, dataset):
+        from biotune import storage
+        from biotune.errors import MissingInputError
+        from biotune.mood.activity_week import ACTIVITY_WEEK_FEATURE_NAMES
+
+        table = storage.read_parquet(dataset["features"])
+        missing = [c for c in ACTIVITY_WEEK_FEATURE_NAMES if c not in table.columns]
+        if missing:
+            raise MissingInputError(f"the prepared features lack PAT's drift features ({missing[:3]}...)",
+                                    where=dataset["features"], fix="re-run the fine-tuning DAG from its prepare step")
+        rows = (table["split"] == "train") & table[spec.task].notna()
+        return table.loc[rows, [*ACTIVITY_WEEK_FEATURE_NAMES, spec.task]].reset_index(drop=True)
 
 
 class XGBoostArchitecture(Architecture):

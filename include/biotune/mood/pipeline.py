@@ -125,8 +125,10 @@ def split_of(seqn, seed: int, validation_fraction: float, test_fraction: float) 
 
 
 def build_features(cohort_info: dict, dag_run_id: str) -> dict:
-    """PAT input (activity week, NaN as 0) and the 36 mood_ml features, with labels and split."""
+    """PAT input (activity week, NaN as 0), the 36 mood_ml features and PAT's drift features (the
+    activity week summarised: :mod:`biotune.mood.activity_week`), with labels and split."""
     from biotune.mood import cohort
+    from biotune.mood.activity_week import activity_week_features
     from biotune.mood.features import mood_ml_features, sleep_from_paxpredm
 
     with storage.local_copy(cohort_info["cohort"]) as local:
@@ -137,6 +139,8 @@ def build_features(cohort_info: dict, dag_run_id: str) -> dict:
     table["split"] = [split_of(s, split_spec.seed, split_spec.validation_fraction, split_spec.test_fraction)
                       for s in table["SEQN"]]
     table = table.join(feats.reset_index(drop=True))
+    # PAT's own drift features, from the minutes with their gaps (activity.npy below fills them with 0)
+    table = table.join(activity_week_features(activity, state))
     activity_path = storage.join(run_dir(dag_run_id), "activity.npy")
     with storage.atomic_local_path(activity_path, suffix=".npy") as tmp:
         with open(tmp, "wb") as fh:

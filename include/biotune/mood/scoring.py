@@ -243,9 +243,14 @@ def model_input(kind: str, activity: np.ndarray, features: pd.DataFrame):
 
 
 def reference_features(reference: pd.DataFrame) -> pd.DataFrame:
-    """The drift reference's feature columns (the logged artifact also holds the label)."""
+    """The drift reference's feature columns (the logged artifact also holds the label): a PAT
+    model's activity-week summary (:mod:`biotune.mood.activity_week`) when it logged one, else
+    the 36 mood_ml features (XGBoost, and PAT champions logged before PAT had its own)."""
+    from biotune.mood.activity_week import ACTIVITY_WEEK_FEATURE_NAMES
     from biotune.mood.features import SLEEP_FEATURE_NAMES
 
+    if all(c in reference.columns for c in ACTIVITY_WEEK_FEATURE_NAMES):
+        return reference[ACTIVITY_WEEK_FEATURE_NAMES]
     missing = [c for c in SLEEP_FEATURE_NAMES if c not in reference.columns]
     if missing:
         from biotune.errors import DriftError
