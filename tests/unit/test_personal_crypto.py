@@ -44,14 +44,21 @@ def test_roundtrip_and_wrong_key(key, monkeypatch):
         crypto.decrypt(token, where="x.enc")
 
 
-def test_key_source_comes_before_the_environment(key, monkeypatch):
+def test_the_airflow_connection_comes_before_the_environment(key, monkeypatch):
+    """In Airflow's processes the key is the password of the connection biotune_personal_key, read
+    through Airflow (here its environment form; the fireworks DAG test reads one from its database)."""
+    import json
+
+    import biotune_airflow  # noqa: F401 (registers Airflow's connections with the library)
+
     other = crypto.new_key()
-    monkeypatch.setattr(crypto, "_sources", [])
-    crypto.register_key_source(lambda: other)
+    monkeypatch.setenv("AIRFLOW_CONN_BIOTUNE_PERSONAL_KEY", json.dumps({"conn_type": "generic", "password": other}))
     token = crypto.encrypt(b"abc")
-    monkeypatch.setenv(crypto.ENV_KEY, other)
-    monkeypatch.setattr(crypto, "_sources", [])
+    monkeypatch.setenv(crypto.ENV_KEY, crypto.new_key())  # the environment's own key is not the one used
     assert crypto.decrypt(token) == b"abc"
+    monkeypatch.delenv("AIRFLOW_CONN_BIOTUNE_PERSONAL_KEY")
+    with pytest.raises(crypto.PersonalKeyError, match="another key"):
+        crypto.decrypt(token)
 
 
 def test_store_is_encrypted_and_pseudonymous(key, tmp_path, monkeypatch):

@@ -1,8 +1,8 @@
 """Personal data at rest and person pseudonyms.
 
-One secret, ``BIOTUNE_PERSONAL_KEY``: a Fernet key (``new_key()`` makes one). It comes from a
-registered key source (the Airflow glue registers its connection with ``register_key_source``)
-or else from the environment; never from code, params, XCom or logs. Without it every personal
+One secret, ``BIOTUNE_PERSONAL_KEY``: a Fernet key (``new_key()`` makes one). It comes from the
+Airflow connection ``biotune_personal_key`` (its password; read through biotune.connections in
+Airflow's processes) or else from the environment; never from code, params, XCom or logs. Without it every personal
 operation stops with a typed error saying how to set it.
 
 - ``encrypt`` / ``decrypt``: Fernet (AES-128-CBC + HMAC-SHA256, with a timestamp) for files
@@ -19,23 +19,15 @@ import hashlib
 import hmac
 import os
 import re
-from typing import Callable
-
 from biotune.errors import BiotuneError, InputFormatError
 
 ENV_KEY = "BIOTUNE_PERSONAL_KEY"
 PSEUDONYM = re.compile(r"^p-[0-9a-f]{20}$")
-_sources: list[Callable[[], str | None]] = []
+CONN_ID = "biotune_personal_key"
 
 
 class PersonalKeyError(BiotuneError):
     """The personal-data key is missing or malformed, or a file was encrypted under another key."""
-
-
-def register_key_source(source: Callable[[], str | None]) -> None:
-    """Add a function returning the key or None (e.g. reading an Airflow connection); asked first."""
-    if source not in _sources:
-        _sources.insert(0, source)
 
 
 def new_key() -> str:
@@ -45,16 +37,17 @@ def new_key() -> str:
 
 
 def _key_text() -> str:
-    for source in _sources:
-        value = source()
-        if value:
-            return value.strip()
+    from biotune import connections
+
+    conn = connections.fields(CONN_ID) or {}
+    if conn.get("password"):
+        return str(conn["password"]).strip()
     value = os.environ.get(ENV_KEY, "").strip()
     if not value:
         raise PersonalKeyError(
             "no key for personal data", where=f"environment variable {ENV_KEY}",
             fix=f"set {ENV_KEY} to a Fernet key (python -c 'from biotune.mood.personal.crypto import new_key; "
-                "print(new_key())'), kept in a secret store; in Airflow, the biotune_personal_key connection")
+                f"print(new_key())'), kept in a secret store; in Airflow, the password of the connection {CONN_ID}")
     return value
 
 
