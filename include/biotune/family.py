@@ -234,6 +234,13 @@ class Family:
         prediction drift follows. None: no prediction drift for this family."""
         return None
 
+    def output_errors(self, spec, outputs) -> Any:
+        """Generation families: which outputs are wrong on their own, with no reference answer
+        needed (glucose: a malformed answer), as a bool array. Their share is the model's error
+        rate, in evaluation and in production, which the retraining rule compares. None: no such
+        check (a generation model then has no error rate)."""
+        return None
+
     def reference_features(self, reference):
         """The feature columns of a logged reference frame (drops label columns)."""
         return reference

@@ -216,8 +216,11 @@ def retraining_decision(rows: Sequence[dict], spec: ModelSpec, facts: RetrainFac
             perf_bits.append(f"mean confidence {conf:.3f} >= {r.min_confidence}")
     else:
         perf_bits.append("no confidence measured")
-    labelled = [(x.get("error_rate"), int(x.get("labeled_n") or 0)) for x in window
-                if x.get("error_rate") is not None and int(x.get("labeled_n") or 0) > 0]
+    # the error rate's sample: labelled rows; a generation model's answers are each judged on their own
+    judged = "answers" if spec.task_type == "generation" else "labelled samples"
+    count = (lambda x: int(x.get("n_rows") or 0)) if spec.task_type == "generation" else \
+        (lambda x: int(x.get("labeled_n") or 0))
+    labelled = [(x.get("error_rate"), count(x)) for x in window if x.get("error_rate") is not None and count(x) > 0]
     base_error = facts.test_error_rate
     if base_error is None:
         refs = [x.get("reference_error_rate") for x in window if x.get("reference_error_rate") is not None]
@@ -228,13 +231,13 @@ def retraining_decision(rows: Sequence[dict], spec: ModelSpec, facts: RetrainFac
         rise = err - base_error
         if rise >= r.max_error_rate_increase:
             degraded = True
-            perf_bits.append(f"error rate {err:.3f} on {n} labelled samples is {rise:+.3f} over the test "
+            perf_bits.append(f"error rate {err:.3f} on {n} {judged} is {rise:+.3f} over the test "
                              f"error {base_error:.3f} (limit +{r.max_error_rate_increase})")
         else:
-            perf_bits.append(f"error rate {err:.3f} on {n} labelled samples vs test error {base_error:.3f} "
+            perf_bits.append(f"error rate {err:.3f} on {n} {judged} vs test error {base_error:.3f} "
                              f"({rise:+.3f}, limit +{r.max_error_rate_increase})")
     elif not labelled:
-        perf_bits.append("no labelled samples to measure the error rate")
+        perf_bits.append(f"no {judged} to measure the error rate")
     else:
         perf_bits.append("the model's test error is unknown")
     if degraded:

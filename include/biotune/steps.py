@@ -190,8 +190,12 @@ def _finish(spec: ModelSpec, fam: Family, result: Trained, workdir: Path, val: S
 
 def _metrics(spec: ModelSpec, fam: Family, y, outputs, threshold) -> dict[str, float]:
     gen = fam.generation_metrics if spec.task_type == "generation" else None
-    return evaluation.evaluate(spec.task_type, y, outputs, threshold=threshold, classes=spec.classes,
-                               generation_metrics=gen)
+    out = evaluation.evaluate(spec.task_type, y, outputs, threshold=threshold, classes=spec.classes,
+                              generation_metrics=gen)
+    errors = fam.output_errors(spec, outputs) if spec.task_type == "generation" else None
+    if errors is not None and len(errors):
+        out[metrics.ERROR_RATE] = float(np.mean(errors))
+    return out
 
 
 def evaluate(trained: dict, dataset: dict, dag_run_id: str) -> dict:
@@ -465,7 +469,9 @@ def monitor_model(spec: ModelSpec, date, *, run_id: str = "", report: bool = Tru
         current = scored_batch(spec.name, day, run_id, version=version)
         measured = measure(reference, current.features, spec, proba=current.proba, prediction=current.prediction,
                            labels=current.labels, confidence=current.confidence,
-                           reference_prediction=monitoring.loop.reference_prediction_labels(version))
+                           reference_prediction=monitoring.loop.reference_prediction_labels(version),
+                           output_errors=family.output_errors(spec, current.proba)
+                           if spec.task_type == "generation" else None)
     except monitoring.BAD_INPUT as exc:
         log.error("%s %s: drift not measured: %s: %s", spec.name, day, type(exc).__name__, exc)
         row = upsert_drift({**base, "status": "error", "error": f"{type(exc).__name__}: {exc}"}, uri)

@@ -163,3 +163,36 @@ def test_provider_architecture_submit_wait_collect_predict(provider, family, sou
                            prepared=None, params={})
         arch.cancel(again.job)
         assert arch.poll(again.job).state in ("cancelled", "JOB_STATE_CANCELLED")
+
+
+def test_malformed_answers_are_the_error_rate_the_retraining_rule_judges(family, home):
+    """A generation model has no wrong class: its error is a malformed answer, judged on every answer
+    with no reference needed, at evaluation (test_error_rate) and in production (the rule's
+    'performance degraded' condition can fire for it)."""
+    import datetime as dt
+
+    from biotune.monitoring.measure import measure, reference_error_rate
+    from biotune.policy import RetrainFacts, retraining_decision
+
+    spec = family.specs()[0]
+    good = "1. Title: Walk\nDescription: Walk more.\nCategory: activity\nPriority: low\nAction: Walk\nTiming: Daily"
+    errors = family.output_errors(spec, [good, "no format", good, ""])
+    assert list(errors) == [False, True, False, True]
+
+    batch = family.read_batch(family.demo_batch("2026-10-01", 12, seed=2))
+    feats = family.drift_features(spec, batch)
+    outputs = [good] * 9 + ["bad"] * 3
+    row = measure(feats, feats, spec, proba=outputs, prediction=family.output_categories(spec, outputs),
+                  labels=family.batch_labels(spec, batch), output_errors=family.output_errors(spec, outputs))
+    assert row["error_rate"] == pytest.approx(0.25)
+    assert reference_error_rate({"test_error_rate": 0.02, "test_fp": 9, "test_fn": 9, "test_n": 10}) == 0.02
+
+    day0 = dt.date(2026, 10, 1)
+    rows = [{"model": spec.name, "model_version": "1", "date": (day0 + dt.timedelta(days=i)).isoformat(),
+             "status": "ok", "n_rows": 12, "drifted_features": 8, "mean_confidence": None, "labeled_n": 4,
+             "error_rate": 0.25, "reference_error_rate": 0.02} for i in range(3)]
+    spec = spec.model_copy(update={"retraining": spec.retraining.model_copy(
+        update={"min_new_labels": 0, "min_days_since_last": 0, "consecutive_batches": 3, "min_drifted_features": 1})})
+    decision = retraining_decision(rows, spec, RetrainFacts(as_of=day0 + dt.timedelta(days=2), test_error_rate=0.02))
+    performance = [r for r in decision.reasons if "performance" in r]
+    assert performance and performance[0].startswith("yes") and "on 36 answers" in performance[0], decision.reasons

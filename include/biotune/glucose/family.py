@@ -300,6 +300,13 @@ class GlucoseFamily(Family):
 
         return score_references(references, outputs)
 
+    def output_errors(self, spec, outputs):
+        import numpy as np
+
+        from biotune.glucose import answers
+
+        return np.array([not answers.format_ok(o) for o in outputs], dtype=bool)
+
     def output_categories(self, spec, outputs):
         from biotune.glucose import pipeline
 

@@ -10,7 +10,11 @@ COLLAPSE_MIN_GAIN = 0.25  # share a dominant predicted class must gain over the 
 
 
 def reference_error_rate(metrics: dict) -> float | None:
-    """The model's error rate on its held-out test split, from the logged test confusion counts."""
+    """The model's error rate on its held-out test split: the logged ``test_error_rate`` (every task
+    type: wrong predictions, or a generation model's bad answers), else the binary confusion counts
+    of versions logged before it."""
+    if metrics.get("test_error_rate") is not None:
+        return float(metrics["test_error_rate"])
     try:
         fp, fn, n = (float(metrics[k]) for k in ("test_fp", "test_fn", "test_n"))
     except (KeyError, TypeError, ValueError):
@@ -33,7 +37,8 @@ def reference_predictions(metrics: dict):
 
 
 def measure(reference, current, spec: ModelSpec, *, proba, prediction, labels=None,
-            reference_prediction=None, low_confidence: float | None = None, confidence=None) -> dict:
+            reference_prediction=None, low_confidence: float | None = None, confidence=None,
+            output_errors=None) -> dict:
     """PSI per feature, prediction drift, confidence and labelled error of one batch: the fields of a
     ``drift_history`` row (status 'ok'). Pure: frames and arrays in, a dict out.
 
@@ -93,6 +98,9 @@ def measure(reference, current, spec: ModelSpec, *, proba, prediction, labels=No
             values, counts = np.unique(y[mask].astype(int), return_counts=True)
             label_counts = {str(int(v)): int(c) for v, c in zip(values, counts)}
             error_rate = float((prediction[mask].astype(int) != y[mask].astype(int)).mean())
+    if spec.task_type == "generation" and output_errors is not None and len(output_errors):
+        # every answer is judged on its own (e.g. malformed): the share of bad ones, no label needed
+        error_rate = float(np.mean(np.asarray(output_errors, dtype=bool)))
     return {
         "status": "ok",
         "n_rows": int(len(current)),
