@@ -71,7 +71,9 @@ def test_approve_one_model_and_reject_the_other_through_the_rest_api(toy_airflow
         tis = api.get(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances", params={"task_id": "approve"})
         tis = [t for t in tis.json().get("task_instances", []) if t["task_id"] == "approve"]
         found = {}
-        for t in tis:
+        # answer only once the task has paused for input: a response recorded while the task is still
+        # on its way to awaiting_input is never picked up (Airflow 3.3 resumes it on the state change)
+        for t in (t for t in tis if t.get("state") in ("awaiting_input", "deferred")):
             detail = api.get(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/approve/{t['map_index']}/hitlDetails")
             if detail.ok and not detail.json().get("response_received"):
                 found[t["map_index"]] = detail.json()
