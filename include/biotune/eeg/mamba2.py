@@ -154,6 +154,26 @@ def ssd_chunked(x: torch.Tensor, a: torch.Tensor, B: torch.Tensor, C: torch.Tens
     B = B.reshape(b, c, q, g, n)
     C = C.reshape(b, c, q, g, n)
     a = a.reshape(b, c, q, g, r).permute(0, 3, 4, 1, 2)  # (b, g, r, c, q)
+    H = (torch.zeros(b, g, r, p, n, dtype=x.dtype, device=x.device) if initial_state is None
+         else initial_state.to(x.dtype).reshape(b, g, r, p, n))
+    # Blocks of chunks, one after the other: every intermediate is a block's size, so the working
+    # set stays in cache however long the sequence (all chunks at once spill it from ~2k tokens on,
+    # and the cost per token grew with the length).
+    block = max(1, CHUNKS_PER_BLOCK)
+    ys = []
+    for k in range(0, c, block):
+        y, H = _ssd_block(x[:, k:k + block], a[..., k:k + block, :], B[:, k:k + block], C[:, k:k + block], H)
+        ys.append(y)
+    y = torch.cat(ys, dim=1) if len(ys) > 1 else ys[0]
+    return y.reshape(b, c * q, h, p)[:, :l], H.reshape(b, h, p, n)
+
+
+CHUNKS_PER_BLOCK = 4
+
+
+def _ssd_block(x, a, B, C, H):
+    """One block of chunks: x (b, c, q, g, r, p), a (b, g, r, c, q), B/C (b, c, q, g, n), the state
+    entering the block H (b, g, r, p, n). Returns y (b, c, q, g, r, p) and the state leaving it."""
     a_cum = torch.cumsum(a, dim=-1)
 
     # 1. within each chunk: y_i = sum_{j<=i} (C_i . B_j) exp(a_{j+1..i}) x_j
@@ -169,19 +189,15 @@ def ssd_chunked(x: torch.Tensor, a: torch.Tensor, B: torch.Tensor, C: torch.Tens
     # 3. recurrence over chunk totals: the state entering each chunk. A loop over chunks keeps it
     #    linear in the length (the all-pairs form of ssd_minimal costs c^2 * h * p * n).
     total = torch.exp(a_cum[..., -1]).permute(0, 3, 1, 2)[..., None, None]  # (b, c, g, r, 1, 1)
-    H = (torch.zeros(b, g, r, p, n, dtype=x.dtype, device=x.device) if initial_state is None
-         else initial_state.to(x.dtype).reshape(b, g, r, p, n))
     entering = []
-    for k in range(c):
+    for k in range(x.shape[1]):
         entering.append(H)
         H = total[:, k] * H + states[:, k]
     entering = torch.stack(entering, dim=1)  # (b, c, g, r, p, n)
-    final_state = H.reshape(b, h, p, n)
 
     # 4. the entering state's contribution to each output of the chunk
     y_off = torch.einsum("bclgn,bcgrpn->bclgrp", C, entering) * torch.exp(a_cum).permute(0, 3, 4, 1, 2).unsqueeze(-1)
-    y = (y_diag + y_off).reshape(b, c * q, h, p)[:, :l]
-    return y, final_state
+    return y_diag + y_off, H
 
 
 def ssd_naive(x: torch.Tensor, a: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
