@@ -95,7 +95,10 @@ def _runs(ui) -> list[dict]:
 
 def _login(page, ui) -> None:
     page.goto(ui["base"] + "/", wait_until="networkidle")
-    assert "/auth/login" in page.url, f"anonymous visitor not sent to login: {page.url}"
+    try:  # the UI sends an anonymous visitor to the login page itself, after it has loaded
+        page.wait_for_url(lambda u: "/auth/login" in u, timeout=30_000)
+    except Exception:
+        raise AssertionError(f"anonymous visitor not sent to login: {page.url}") from None
     page.locator("input[name=username]").fill("admin")
     page.locator("input[name=password]").fill(ui["password"])
     page.locator("button[type=submit]").click()
