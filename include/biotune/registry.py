@@ -58,6 +58,7 @@ def configure() -> "Any":
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    settings.apply_mlflow_connection()
     uri = settings.tracking_uri()
     scheme = uri.split(":", 1)[0].split("+", 1)[0].lower() if ":" in uri else "file"
     if scheme not in SUPPORTED_SCHEMES:
@@ -88,8 +89,8 @@ def configure() -> "Any":
             f"the MLflow server at {uri} refused {'user ' + repr(user) if user else 'an anonymous client'} "
             f"(HTTP {_http_status(exc)})", where="MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD",
             fix="set both to an MLflow user allowed to edit models (make up's admin is in "
-                "$BIOTUNE_HOME/mlflow/auth/credentials.json), or for Airflow tasks name a connection "
-                "holding them in BIOTUNE_MLFLOW_CONN_ID") from exc
+                "$BIOTUNE_HOME/mlflow/auth/credentials.json), or in Airflow give the login to the "
+                f"connection {settings.mlflow_conn_id()}") from exc
     except ModuleNotFoundError as exc:
         raise RegistryConfigError(f"the MLflow store at {uri} needs the Python module {exc.name!r}",
                                   where="MLFLOW_TRACKING_URI",
