@@ -16,15 +16,17 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 # the embedded default runs what it schedules: DAGs start unpaused (Airflow's default pauses them)
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION ?= False
 export AIRFLOW__CORE__EXECUTOR ?= LocalExecutor
-export AIRFLOW__API__BASE_URL ?= http://127.0.0.1:8080
 export AIRFLOW__API__HOST ?= 127.0.0.1
 export AIRFLOW__API__PORT ?= 8080
+export AIRFLOW__API__BASE_URL ?= http://127.0.0.1:$(AIRFLOW__API__PORT)
+# make up's MLflow server (basic auth; the admin password is generated into $(BIOTUNE_HOME)/mlflow/auth)
+export MLFLOW_PORT ?= 5000
 export GIT_PYTHON_REFRESH := quiet
 export TF_CPP_MIN_LOG_LEVEL := 2
 export MLFLOW_ENABLE_TELEMETRY := false
 export DO_NOT_TRACK := 1
 
-# task slots of `make up`: the machine's cores, not Airflow's default 32
+# task slots of `make up` (LocalExecutor workers): the machine's cores, not Airflow's default 32
 UP_PARALLELISM ?= $(shell nproc)
 DEMO_PARTICIPANTS ?= 400
 DEMO_CONF ?= {"epochs": 4, "pretrain_epochs": 1}
@@ -66,20 +68,10 @@ bench: venv
 	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 up: init
-	@mkdir -p $(BIOTUNE_HOME)/run
-	@nohup $(BIN)/mlflow server --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(MLFLOW_DB) \
-	  --default-artifact-root file://$(MLFLOW_ARTIFACTS) > $(BIOTUNE_HOME)/run/mlflow.log 2>&1 & echo $$! > $(BIOTUNE_HOME)/run/mlflow.pid
-	@PATH=$(BIN):$$PATH AIRFLOW__CORE__PARALLELISM=$(UP_PARALLELISM) nohup $(BIN)/airflow standalone > $(BIOTUNE_HOME)/run/airflow.log 2>&1 & echo $$! > $(BIOTUNE_HOME)/run/airflow.pid
-	@echo "waiting for Airflow on http://127.0.0.1:8080 ..."
-	@for i in $$(seq 1 90); do curl -sf http://127.0.0.1:8080/api/v2/monitor/health > /dev/null && break; sleep 2; done
-	@curl -sf http://127.0.0.1:8080/api/v2/monitor/health > /dev/null || { echo "Airflow did not come up: see $(BIOTUNE_HOME)/run/airflow.log"; exit 1; }
-	@echo "Airflow UI: http://127.0.0.1:8080  user: admin  password: $$(cat $(AIRFLOW_HOME)/simple_auth_manager_passwords.json.generated 2>/dev/null | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin).get("admin","(see $(BIOTUNE_HOME)/run/airflow.log)"))' 2>/dev/null)"
-	@echo "MLflow UI:  http://127.0.0.1:5000"
-	@echo "logs: $(BIOTUNE_HOME)/run/*.log; stop with make down"
+	@$(BIN)/python scripts/up.py up --parallelism $(UP_PARALLELISM)
 
 down:
-	@for svc in airflow mlflow; do f=$(BIOTUNE_HOME)/run/$$svc.pid; \
-	  if [ -f $$f ]; then kill -- -$$(ps -o pgid= $$(cat $$f) | tr -d ' ') 2>/dev/null || kill $$(cat $$f) 2>/dev/null; rm -f $$f; echo "stopped $$svc"; fi; done
+	@$(BIN)/python scripts/up.py down
 
 clean: down
 	rm -rf $(BIOTUNE_HOME)

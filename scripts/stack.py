@@ -10,7 +10,8 @@ Topology (the same settings as the compose stack):
   Redis (the machine's server): a dedicated db number and a queue named biotune_<suffix>, so several
       stacks can share one Redis;
   moto_server: an S3-compatible store with a bucket, IAM-enforced credentials (a wrong key is refused);
-  MLflow server: PostgreSQL backend, artifacts proxied to s3://<bucket>/mlflow;
+  MLflow server: PostgreSQL backend, artifacts proxied to s3://<bucket>/mlflow, basic auth (users in
+      biotune_mlflow_auth_<suffix>; admin password generated into <home>/stack/mlflow-auth/, 0600);
   Airflow 3 with CeleryExecutor: api-server, scheduler, dag-processor, triggerer, a Celery worker.
 The lake is s3://<bucket>/lake. Ports are chosen free at start; PIDs, ports and secrets are in
 <home>/stack/state.json and the logs in <home>/stack/logs/.
@@ -22,6 +23,7 @@ Also a library: ``Stack(home).up()``, ``.env()``, ``.stop("airflow-worker", sign
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import secrets
@@ -32,6 +34,10 @@ import sys
 import time
 import zlib
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import localproc  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -51,10 +57,7 @@ class StackError(RuntimeError):
     pass
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+free_port = localproc.free_port
 
 
 def _pg(dbname: str = "postgres"):
@@ -114,6 +117,7 @@ class Stack:
         self.state: dict = json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
         if not self.state:
             self.state = self._plan(suffix or secrets.token_hex(3))
+        self.state["databases"].setdefault("mlflow_auth", f"biotune_mlflow_auth_{self.state['suffix']}")  # older states
 
     # ---------------------------------------------------------------- plan and environment
     def _plan(self, suffix: str) -> dict:
@@ -122,7 +126,7 @@ class Stack:
         suffix = "".join(c for c in suffix.lower() if c.isalnum())[:20] or secrets.token_hex(3)
         return {
             "suffix": suffix,
-            "databases": {k: f"biotune_{k}_{suffix}" for k in ("airflow", "mlflow", "data")},
+            "databases": {k: f"biotune_{k}_{suffix}" for k in ("airflow", "mlflow", "mlflow_auth", "data")},
             "redis_db": 1 + zlib.crc32(suffix.encode()) % 15,
             "queue": f"biotune_{suffix}",
             "bucket": f"biotune-{suffix}",
@@ -152,6 +156,11 @@ class Stack:
     def mlflow_url(self) -> str:
         return f"http://127.0.0.1:{self.state['ports']['mlflow']}"
 
+    @functools.cached_property
+    def mlflow_auth(self) -> dict[str, str]:
+        """The MLflow server's admin (generated once, 0600) and its user store in PostgreSQL."""
+        return localproc.mlflow_auth(self.dir / "mlflow-auth", self.pg_uri("mlflow_auth"))
+
     @property
     def s3_url(self) -> str:
         return f"http://127.0.0.1:{self.state['ports']['s3']}"
@@ -180,7 +189,7 @@ class Stack:
             "BIOTUNE_DRIFT_DB": self.pg_uri("data"),
             "BIOTUNE_MLFLOW_ARTIFACTS": "mlflow-artifacts:/experiments",
             "BIOTUNE_MLFLOW_UI_URL": self.mlflow_url,
-            "MLFLOW_TRACKING_URI": self.mlflow_url,
+            **localproc.mlflow_client_env(self.mlflow_url, self.mlflow_auth),  # the server refuses anonymous calls
             "MLFLOW_ENABLE_TELEMETRY": "false",
             # Artifacts go through the MLflow server both ways: no presigned S3 URLs, which moto's IAM
             # auth refuses and which would name an endpoint a client may not reach.
@@ -224,20 +233,20 @@ class Stack:
 
     PASS_THROUGH = ("BIOTUNE_SPECS", "BIOTUNE_EXPECTATIONS", "BIOTUNE_PRETRAINED")
 
-    def _component_env(self) -> dict[str, str]:
+    def _component_env(self, name: str | None = None) -> dict[str, str]:
         keep = {k: v for k, v in os.environ.items()
                 if not k.startswith(("AIRFLOW", "BIOTUNE_", "MLFLOW_", "AWS_")) or k in self.PASS_THROUGH}
-        return {**keep, **self.env()}
+        server = localproc.mlflow_server_env(self.mlflow_auth) if name == "mlflow" else {}
+        return {**keep, **self.env(), **server}
 
     def commands(self) -> dict[str, list[str]]:
         p, s = self.state["ports"], self.state
         airflow = str(BIN / "airflow")
         return {
             "s3": [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(p["s3"])],
-            "mlflow": [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(p["mlflow"]),
-                       "--workers", "1", "--backend-store-uri", self.pg_uri("mlflow"),
-                       "--serve-artifacts", "--artifacts-destination", f"s3://{s['bucket']}/mlflow",
-                       "--allowed-hosts", f"127.0.0.1:{p['mlflow']},localhost:{p['mlflow']}"],
+            "mlflow": localproc.mlflow_server_command(str(BIN / "mlflow"), p["mlflow"], self.pg_uri("mlflow"),
+                                                      "--serve-artifacts", "--artifacts-destination",
+                                                      f"s3://{s['bucket']}/mlflow"),
             "airflow-api-server": [airflow, "api-server", "--host", "127.0.0.1", "--port", str(p["api"])],
             "airflow-scheduler": [airflow, "scheduler"],
             "airflow-dag-processor": [airflow, "dag-processor"],
@@ -272,7 +281,7 @@ class Stack:
         log_path = self.logs / f"{name}.log"
         self.state.setdefault("log_offsets", {})[name] = log_path.stat().st_size if log_path.exists() else 0
         log = open(log_path, "ab")
-        proc = subprocess.Popen(self.commands()[name], env=self._component_env(), cwd=ROOT, stdout=log,
+        proc = subprocess.Popen(self.commands()[name], env=self._component_env(name), cwd=ROOT, stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
         self.state["pids"][name] = proc.pid
@@ -312,16 +321,7 @@ class Stack:
         if proc is not None:
             proc.poll()
 
-    @staticmethod
-    def _group_alive(pgid: int) -> bool:
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                return True
-        return False
+    _group_alive = staticmethod(localproc.group_alive)
 
     # ---------------------------------------------------------------- lifecycle
     def up(self, timeout: float = 240, progress=print) -> dict:
@@ -382,7 +382,7 @@ class Stack:
         _wait("MLflow server", lambda: _http_ok(f"{self.mlflow_url}/health"), timeout,
               lambda: self._alive("mlflow"), self.logs / "mlflow.log")
         progress(f"MLflow: {self.mlflow_url}  (PostgreSQL {self.state['databases']['mlflow']}, "
-                 f"artifacts s3://{self.state['bucket']}/mlflow)")
+                 f"artifacts s3://{self.state['bucket']}/mlflow, basic auth: {self.mlflow_auth['file']})")
 
     def _migrate(self, progress) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -445,6 +445,10 @@ class Stack:
             self._clean_redis()
         if drop and self.state_file.exists():
             self.state_file.unlink()
+        if drop:  # its user store was dropped with the databases
+            import shutil
+
+            shutil.rmtree(self.dir / "mlflow-auth", ignore_errors=True)
 
     def _drop_databases(self, progress) -> None:
         try:
@@ -479,7 +483,8 @@ class Stack:
 
     def info(self) -> dict:
         return {"ui": self.api_url, "user": self.state["admin_user"], "password": self.state["admin_password"],
-                "mlflow": self.mlflow_url, "s3": self.s3_url, "lake": self.lake,
+                "mlflow": self.mlflow_url, "mlflow_user": self.mlflow_auth["username"],
+                "mlflow_password": self.mlflow_auth["password"], "s3": self.s3_url, "lake": self.lake,
                 "databases": self.state["databases"], "redis_db": self.state["redis_db"],
                 "queue": self.state["queue"], "pids": self.state["pids"], "logs": str(self.logs)}
 
@@ -517,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print()
         print(f"Airflow UI:  {info['ui']}   user: {info['user']}   password: {info['password']}")
-        print(f"MLflow UI:   {info['mlflow']}")
+        print(f"MLflow UI:   {info['mlflow']}   user: {info['mlflow_user']}   password: {info['mlflow_password']}")
         print(f"S3 (moto):   {info['s3']}   lake: {info['lake']}")
         print(f"state: {stack.state_file}   logs: {info['logs']}   stop with: make stack-down")
         print(f"client environment: eval \"$({BIN / 'python'} {Path(__file__).resolve()} env "

@@ -55,8 +55,10 @@ def configure() -> "Any":
     """Point MLflow at the configured store and check it answers; return a client. Every failure is a
     RegistryError naming MLFLOW_TRACKING_URI (credentials redacted), never a raw traceback."""
     import mlflow
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    settings.apply_mlflow_connection()
     uri = settings.tracking_uri()
     scheme = uri.split(":", 1)[0].split("+", 1)[0].lower() if ":" in uri else "file"
     if scheme not in SUPPORTED_SCHEMES:
@@ -72,22 +74,43 @@ def configure() -> "Any":
         mlflow.set_tracking_uri(uri)
         mlflow.set_registry_uri(uri)
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-        if scheme in ("postgresql", "mysql", "mssql") and uri not in _READY_STORES:
-            client.search_registered_models(max_results=1)  # a closed port or a missing driver shows here
+        if scheme in ("postgresql", "mysql", "mssql", "http", "https") and uri not in _READY_STORES:
+            # a closed port, a missing driver or (server with auth) missing credentials shows here
+            client.search_registered_models(max_results=1)
             _READY_STORES.add(uri)
         return client
     except RegistryError:
         raise
+    except MlflowException as exc:
+        if _http_status(exc) not in (401, 403):
+            raise _unreachable(uri, exc) from exc
+        user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+        raise RegistryConfigError(
+            f"the MLflow server at {uri} refused {'user ' + repr(user) if user else 'an anonymous client'} "
+            f"(HTTP {_http_status(exc)})", where="MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD",
+            fix="set both to an MLflow user allowed to edit models (make up's admin is in "
+                "$BIOTUNE_HOME/mlflow/auth/credentials.json), or in Airflow give the login to the "
+                f"connection {settings.mlflow_conn_id()}") from exc
     except ModuleNotFoundError as exc:
         raise RegistryConfigError(f"the MLflow store at {uri} needs the Python module {exc.name!r}",
                                   where="MLFLOW_TRACKING_URI",
                                   fix="name the installed driver in the URL (postgresql+psycopg2://...) "
                                       "or install the module") from exc
     except Exception as exc:  # the store is unreachable or unwritable: an infrastructure fault, retried
-        raise RegistryError(f"cannot open the MLflow store at {uri}: {type(exc).__name__}: {exc}",
-                            where="MLFLOW_TRACKING_URI",
-                            fix="check that the database or folder exists, is writable and answers; "
-                                "the task will retry") from exc
+        raise _unreachable(uri, exc) from exc
+
+
+def _unreachable(uri: str, exc: Exception) -> RegistryError:
+    return RegistryError(f"cannot open the MLflow store at {uri}: {type(exc).__name__}: {exc}",
+                         where="MLFLOW_TRACKING_URI",
+                         fix="check that the database or folder exists, is writable and answers; the task will retry")
+
+
+def _http_status(exc: Exception) -> int | None:
+    try:
+        return int(exc.get_http_status_code())
+    except (AttributeError, TypeError, ValueError):
+        return None
 
 
 _READY_STORES: set[str] = set()

@@ -1,36 +1,22 @@
-"""Airflow as `airflow standalone` runs it (SQLite, LocalExecutor, SimpleAuthManager with a generated
-password), its components started one by one in a temporary home so that none starts a log server
-(which would listen on every interface). Used by the browser and approval tests."""
+"""Airflow as `make up` runs it (SQLite, LocalExecutor, SimpleAuthManager with a generated password),
+its components started one by one in a temporary home, none with a log server (they would listen on
+every interface): the commands and the process handling are scripts/localproc.py's, shared with
+`make up`. Used by the browser and approval tests."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http_ok(url: str) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url, timeout=3) as r:  # noqa: S310 (loopback)
-            return r.status == 200
-    except OSError:
-        return False
+from localproc import admin_password, airflow_commands, free_port, http_ok, spawn, stop, wait_until  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -86,41 +72,21 @@ def airflow_processes(home: Path, extra_env: dict[str, str] | None = None, log=p
         raise KeyboardInterrupt(f"signal {signum}")
 
     previous = signal.signal(signal.SIGTERM, _interrupt)
-    commands = {
-        "api-server": [airflow, "api-server", "--host", "127.0.0.1", "--port", str(port)],
-        "scheduler": [airflow, "scheduler", "--skip-serve-logs"],
-        "dag-processor": [airflow, "dag-processor"],
-        "triggerer": [airflow, "triggerer", "--skip-serve-logs"],
-    }
     try:
-        for name, cmd in commands.items():
-            procs[name] = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=open(logs / f"{name}.log", "wb"),
-                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                           start_new_session=True)
-        deadline = time.time() + 180
-        while time.time() < deadline and not http_ok(f"{base}/api/v2/monitor/health"):
-            dead = [n for n, p in procs.items() if p.poll() is not None]
-            assert not dead, f"{dead} exited; logs in {logs}"
-            time.sleep(1)
-        assert http_ok(f"{base}/api/v2/monitor/health"), f"api-server not up on {base}; logs in {logs}"
-        password_file = airflow_home / "simple_auth_manager_passwords.json.generated"
-        password = json.loads(password_file.read_text())["admin"]
-        log(f"Airflow up on {base} (password from {password_file.name})")
+        for name, cmd in airflow_commands(airflow, port).items():
+            procs[name] = spawn(cmd, env, logs / f"{name}.log", cwd=ROOT)
+        try:
+            wait_until("the api-server", lambda: http_ok(f"{base}/api/v2/monitor/health"), 180, procs, logs)
+        except RuntimeError as exc:
+            raise AssertionError(str(exc)) from None
+        password = admin_password(airflow_home)
+        assert password, f"no generated admin password in {airflow_home}; logs in {logs}"
+        log(f"Airflow up on {base} (generated admin password)")
         yield {"base": base, "password": password, "home": home, "logs": logs, "env": env}
     finally:
         # a stopping component may signal back while we stop it: finish stopping them all first
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        for name, proc in procs.items():  # only what this helper started, by PID (each its own group)
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for name, proc in procs.items():
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop({name: proc.pid for name, proc in procs.items()})  # only what this helper started, by PID
         signal.signal(signal.SIGTERM, previous)
 
 

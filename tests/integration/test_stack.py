@@ -4,8 +4,9 @@ an MLflow server and Airflow with the CeleryExecutor, all as local processes (sc
 Proves: mood_population_finetune, triggered through Airflow's REST API, runs its tasks on the
 Celery worker (our queue, the worker's log), survives the worker being killed during a training
 task (the task is retried once the worker is back), registers a champion in the PostgreSQL-backed
-MLflow server with its artifacts in the S3 bucket, and leaves its cohort in the s3:// lake; and a
-wrong S3 key fails with an error that names the setting.
+MLflow server with its artifacts in the S3 bucket, and leaves its cohort in the s3:// lake; a
+wrong S3 key fails with an error that names the setting; the MLflow server (basic auth) refuses an
+anonymous client's move of `champion`.
 
 Each run gets its own databases (random suffix), Redis queue and bucket; all is torn down even on
 failure. The stack's logs are copied to test-artifacts/stack-<suffix>/ when a test fails.
@@ -73,7 +74,8 @@ def stack(tmp_path_factory, request):
 @pytest.fixture(scope="module")
 def client_env(stack):
     """This process talks to the stack as a client would: its lake, MLflow server and S3 keys."""
-    keys = ["BIOTUNE_LAKE", "MLFLOW_TRACKING_URI", "BIOTUNE_MLFLOW_ARTIFACTS", "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD",
+    keys = ["BIOTUNE_LAKE", "MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
+            "BIOTUNE_MLFLOW_ARTIFACTS", "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD",
             "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD", "AWS_ACCESS_KEY_ID",
             "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL"]
     env = stack.env()
@@ -171,6 +173,13 @@ def test_registry_through_the_mlflow_server_keeps_artifacts_in_s3(stack, client_
         assert (Path(local) / "MLmodel").exists()
     assert _champion_aliases_in_postgres(stack) >= 1
     assert not list(Path(stack.dir).rglob("MLmodel")), "artifacts were written to local disk, not S3"
+
+
+def test_stack_mlflow_refuses_an_anonymous_alias_move(stack, client_env, monkeypatch):
+    from test_mlflow_auth import assert_anonymous_cannot_move_champion
+
+    creds = {k: client_env[k] for k in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    assert_anonymous_cannot_move_champion(stack.mlflow_url, creds, monkeypatch, name="mood-authprobe-xgb")
 
 
 def _upload_nhanes() -> str:
