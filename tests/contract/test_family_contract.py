@@ -26,14 +26,18 @@ FAMILIES = sorted(families())
 
 
 def _specs_for(family: str, directory: Path) -> Path:
-    """This family's specs only (plus the toy spec), gated at 0: the contract checks the mechanism on
-    tiny runs; whether a family's models learn is its own tests' business (e.g. the mood DAG test)."""
+    """This family's specs only (plus the toy spec), one per architecture and scope, gated at 0: the
+    contract checks the mechanism through each architecture on tiny runs; whether every model learns
+    is the family's own tests' business (e.g. the mood DAG test trains all four)."""
     import toyfamily
 
     directory.mkdir(parents=True, exist_ok=True)
-    specs = [yaml.safe_load(p.read_text()) for p in (ROOT / "models").glob("*.yaml")] + [dict(toyfamily.SPEC)]
+    specs = [yaml.safe_load(p.read_text()) for p in sorted((ROOT / "models").glob("*.yaml"))] + [dict(toyfamily.SPEC)]
+    seen = set()
     for spec in specs:
-        if spec["family"] == family:
+        kind = (spec["architecture"]["kind"], spec.get("scope", "population"))
+        if spec["family"] == family and kind not in seen:
+            seen.add(kind)
             spec["gate"].update(min_absolute=0.0, minimums={}, approval="none")
             (directory / f"{spec['name']}.yaml").write_text(yaml.safe_dump(spec))
     return directory
