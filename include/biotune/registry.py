@@ -215,6 +215,7 @@ def log_training_run(
     warnings: list[str] | None = None,
     registered: str | None = None,
     inputs: list[tuple[Any, str, str]] | None = None,
+    dag_params: dict | None = None,
 ) -> tuple[str, str]:
     """One MLflow run: params, metrics, the dataset (``log_input``, with digest), the spec, plots,
     extra artifacts and the model (``log_model`` is called inside the run and returns a ModelInfo).
@@ -236,6 +237,8 @@ def log_training_run(
             if warnings:
                 mlflow.set_tag(WARNINGS_TAG, json.dumps(warnings))
             mlflow.log_dict(spec.public_dict(), "spec.json")
+            if dag_params:
+                mlflow.log_dict(dag_params, DAG_PARAMS)
             if dataset is not None:
                 ds = mlflow.data.from_pandas(dataset, source=dataset_source or None, name=f"{spec.name}-training")
                 mlflow.log_input(ds, context="training")
@@ -452,6 +455,18 @@ def download_run_artifact(run_id: str, path: str) -> str:
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 
 
+DAG_PARAMS = "dag_params.json"  # the fine-tune run's params, as given (paths and settings)
+
+
+def training_dag_params(version: Version) -> dict:
+    """The params the run that trained ``version`` was given ({} for runs logged before)."""
+    client = configure()
+    with registry_call(f"list the artifacts of {version.name}'s run {version.run_id}"):
+        if DAG_PARAMS not in {a.path for a in client.list_artifacts(version.run_id)}:
+            return {}
+    return json.loads(Path(download_run_artifact(version.run_id, DAG_PARAMS)).read_text())
+
+
 def _data_params(candidate: dict) -> dict:
     """What data went in, as run params: row counts per split (original / production) and the
     production window of a retrain."""
@@ -511,7 +526,7 @@ def publish(candidate: dict, dag_run_id: str, *, person: str | None = None) -> d
                 (v for v in candidate["dataset"].values() if isinstance(v, str) and "/" in v), "")
             run_id, model_uri = log_training_run(
                 spec, dag_run_id=dag_run_id, params={**candidate["params"], **_data_params(candidate)},
-                metrics=candidate["metrics"], inputs=inputs,
+                metrics=candidate["metrics"], inputs=inputs, dag_params=candidate["dataset"].get("dag_params"),
                 log_model=lambda: arch.log_model(spec, str(local / "model")),
                 dataset=frame, dataset_source=source, plots=plots, artifacts={"reference": str(reference.parent)},
                 history=candidate.get("history"), warnings=candidate.get("warnings"), registered=name,

@@ -68,7 +68,10 @@ def prepare(family: str, params: dict, dag_run_id: str, progress: Progress | Non
     gathers the labelled production batches since the champions' training (biotune.production)."""
     fam = get_family(family)
     dataset = {**fam.prepare(params, run_dir(fam.fine_tune_dag_id, dag_run_id), dag_run_id, progress),
-               "family": fam.name}
+               "family": fam.name,
+               # what the run was given (paths, settings): logged with the model, so a retrain
+               # triggered by drift reads the same training data (monitoring.loop.retrain_plans)
+               "dag_params": {k: v for k, v in params.items() if isinstance(v, (str, int, float, bool))}}
     if retrain:
         from biotune import production
 

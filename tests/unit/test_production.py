@@ -101,6 +101,20 @@ def test_a_retrain_learns_from_labelled_production_batches(toy):
         "toy-y-logreg": bad_day.isoformat()}
 
 
+def test_a_drift_triggered_retrain_is_given_the_champions_training_params(toy):
+    """The retrain reads the same training data as the champion: its run's params (here the toy
+    DAG's `source`, landed outside the DAG's default) travel in the retrain's conf."""
+    from biotune import monitoring
+
+    fam, params = toy
+    assert _champion(params)["promoted"]
+    yes = {"model": "toy-y-logreg", "date": "2026-10-07", "yes": True, "reasons": ["yes: drift"],
+           "dag_id": "toy_finetune"}
+    plan, = monitoring.retrain_plans([yes])
+    assert plan["conf"]["source"] == params["source"] and plan["conf"]["retrain"]["date"] == "2026-10-07"
+    assert monitoring.retrain_plans([{**yes, "dag_id": "another_dag"}])[0]["conf"].keys() == {"retrain"}
+
+
 def test_production_share_zero_keeps_production_out_of_training(toy, monkeypatch):
     from biotune import steps
     from biotune.specs import get_spec

@@ -9,7 +9,7 @@ import logging
 from typing import Sequence
 
 from biotune.dates import as_date
-from biotune.errors import DataValidationError, DriftError, InputFormatError, MissingInputError
+from biotune.errors import DataValidationError, DriftError, InputFormatError, MissingInputError, SpecError
 from biotune.monitoring.measure import reference_error_rate, reference_predictions
 from biotune.monitoring.store import history, record_decision
 from biotune.policy import RetrainFacts, retraining_decision
@@ -130,8 +130,34 @@ def retrain_plans(evaluated: Sequence[dict], *, run_tag: str = "") -> list[dict]
         plans.append({
             "trigger_dag_id": dag_id,
             "trigger_run_id": f"retrain__{date}" + (f"__{safe}" if safe else ""),
-            "conf": {"retrain": {"date": date, "models": {i["model"]: i["reasons"] for i in items},
+            "conf": {**champion_params(dag_id, [i["model"] for i in items]),
+                     "retrain": {"date": date, "models": {i["model"]: i["reasons"] for i in items},
                                  "triggered_by": "retraining_triggers"}},
         })
     return plans
+
+
+def champion_params(dag_id: str, models: Sequence[str]) -> dict:
+    """The params the champions' training run was given (where its training data is, its
+    settings), for a retrain of the family's fine-tune DAG: with the DAG's defaults instead, a
+    retrain would look for data the user landed elsewhere. Only the DAG's own form keys."""
+    from biotune import registry
+    from biotune.family import get_family
+    from biotune.specs import get_spec
+
+    for model in models:
+        try:
+            family = get_family(get_spec(model).family)
+        except (SpecError, MissingInputError):  # no spec for it any more: the DAG's defaults serve
+            continue
+        if dag_id != family.fine_tune_dag_id:
+            continue
+        version = registry.champion(model)
+        if version is None:
+            continue
+        form = family.dag_params()
+        recorded = registry.training_dag_params(version)
+        if recorded:
+            return {k: v for k, v in recorded.items() if k in form}
+    return {}
 
