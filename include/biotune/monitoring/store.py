@@ -214,11 +214,10 @@ def _row_dict(row) -> dict:
     return d
 
 
-def history(model: str | None = None, *, since=None, until=None, uri: str | None = None) -> list[dict]:
-    """Drift history rows (dates as ISO strings), oldest first."""
+def _select(table, model: str | None, since, until):
+    """Rows of ``table`` for one model (all when None) between two dates (inclusive, each optional)."""
     import sqlalchemy as sa
 
-    table = _table(DRIFT_TABLE)
     q = sa.select(table)
     if model:
         q = q.where(table.c.model == model)
@@ -226,6 +225,13 @@ def history(model: str | None = None, *, since=None, until=None, uri: str | None
         q = q.where(table.c.date >= as_date(since))
     if until is not None:
         q = q.where(table.c.date <= as_date(until))
+    return q
+
+
+def history(model: str | None = None, *, since=None, until=None, uri: str | None = None) -> list[dict]:
+    """Drift history rows (dates as ISO strings), oldest first."""
+    table = _table(DRIFT_TABLE)
+    q = _select(table, model, since, until)
     q = q.order_by(table.c.model, table.c.date)
     with engine(uri).connect() as conn:
         return [_row_dict(r) for r in conn.execute(q)]
@@ -246,16 +252,8 @@ def record_decision(model: str, date, decision: Decision, *, facts: dict | None 
 
 def decisions(model: str | None = None, *, since=None, until=None, uri: str | None = None) -> list[dict]:
     """Recorded decisions, oldest first."""
-    import sqlalchemy as sa
-
     table = _table(DECISIONS_TABLE)
-    q = sa.select(table)
-    if model:
-        q = q.where(table.c.model == model)
-    if since is not None:
-        q = q.where(table.c.date >= as_date(since))
-    if until is not None:
-        q = q.where(table.c.date <= as_date(until))
+    q = _select(table, model, since, until)
     q = q.order_by(table.c.id)
     with engine(uri).connect() as conn:
         return [_row_dict(r) for r in conn.execute(q)]
