@@ -98,9 +98,33 @@ def wait_until(what: str, check, timeout: float, procs: dict[str, subprocess.Pop
     raise RuntimeError(f"{what} not ready after {timeout:.0f}s; logs in {logs}")
 
 
+def descendants(pid: int) -> list[tuple[int, str]]:
+    """Every process below ``pid`` in the process tree, each with its start time (so a PID reused
+    later is never signalled)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        started = start_time(child)
+        if started is not None:
+            found.append((child, started))
+        todo.extend(children.get(child, []))
+    return found
+
+
 def stop(pids: dict[str, int], timeout: float = 30) -> list[str]:
     """SIGTERM the process group of each PID (each was started as a session leader by ``spawn``),
-    wait, SIGKILL what is left. Only these PIDs: nothing is looked up by name. Returns the stopped."""
+    wait, SIGKILL what is left. Only these PIDs and the processes they started: nothing is looked up
+    by name. Descendants are listed before any signal because some leave the group (Airflow's task
+    processes start their own session) and are re-parented to init once their parent is gone.
+    Returns the stopped."""
+    below = [d for pid in pids.values() for d in descendants(pid)]
     stopped = []
     for name, pid in pids.items():
         try:
@@ -119,6 +143,20 @@ def stop(pids: dict[str, int], timeout: float = 30) -> list[str]:
             except ProcessLookupError:
                 pass
         _reap(pid)
+    strays = [(pid, started) for pid, started in below if start_time(pid) == started and alive(pid)]
+    for pid, _ in strays:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    for pid, started in strays:
+        while time.time() < deadline + 10 and start_time(pid) == started and alive(pid):
+            time.sleep(0.3)
+        if start_time(pid) == started and alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     return stopped
 
 
