@@ -12,7 +12,13 @@ sleep/wake state, optional labels). For the run's date this DAG
    failed expectation;
 3. scores it with every champion of the family (`models:/<name>@champion`) and writes
    `predictions/<family>/<date>/<model>.parquet`: person_id, proba, prediction (at the
-   champion's threshold), confidence, model_version. Re-running a date overwrites its files.
+   champion's threshold), confidence, model_version, and per row `served_by` (model and version)
+   and `serving_reason`. A family with per-person models serves a row by the person's own
+   champion when it is current (mood_personal: calibrated on the population version that is
+   champion now), else by the population champion with the reason ("fallback: no personal
+   model", "fallback: calibrated on population ... v3, champion is v4"); the champion's own
+   outputs stay beside them (`champion_*`) for drift monitoring. Re-running a date overwrites
+   its files.
 
 The date is the run's logical date (the daily interval's start), so
 `airflow backfill create --dag-id batch_scoring --from-date ... --to-date ...` scores past days.
@@ -83,7 +89,7 @@ def batch_scoring():
         with fail_fast_on_bad_input():
             scored = steps.score_batch(job["model"], job["date"], run_id=run_id)
         return {"model": scored.model, "version": scored.model_version, "date": scored.date,
-                "n": scored.n_rows, "predictions": scored.predictions_uri,
+                "n": scored.n_rows, "predictions": scored.predictions_uri, "served": scored.extra.get("served"),
                 "mean_confidence": float(scored.confidence.mean())
                 if scored.confidence is not None and len(scored.confidence) else None}
 

@@ -14,7 +14,9 @@ their last calibration, and for each task (depressive, manic, hypomanic episode 
    with the metrics and the reasons; `champion` only when the personal models won.
 
 Persons appear only as pseudonyms; the adapters stay encrypted (key: BIOTUNE_PERSONAL_KEY).
-`biotune mood predict --person P` then serves the champion side with an interval.
+`biotune mood predict --person P` then serves the champion side with an interval, and
+`batch_scoring` serves the person's rows of the daily mood_personal batch by their champion while it
+was calibrated on the population champion of the day (`served_by`, `serving_reason` per row).
 
 **Params**: `person` (empty: everyone with new labels), `tasks` (comma-separated),
 `population` (bundle folder; empty: the lake's).

@@ -62,6 +62,18 @@ class Batch:
 
 
 @dataclass
+class Served:
+    """Which model served each row of a batch, when the population champion does not serve them all
+    (:meth:`Family.serve_batch`; mood_personal: a person's own calibrated model)."""
+
+    served_by: list[str]    # per row: "<registered model> v<version>" that served it
+    reasons: list[str]      # per row: why ("personal", "fallback: no personal model", ...)
+    rows: Any               # indices of the rows another model served ...
+    outputs: Any            # ... their outputs by task type (binary P(1) [m], multiclass [m, k], texts)
+    thresholds: Any = None  # binary: those rows' decision thresholds [m] (None: the champion's)
+
+
+@dataclass
 class Trained:
     """A model trained locally: its files are in the ``workdir`` given to ``train``."""
 
@@ -259,6 +271,15 @@ class Family:
         arch = self.architectures.get(spec.architecture.kind)
         own = arch.reference_frame(self, spec, dataset) if arch is not None else None
         return own if own is not None else self.reference_frame(spec, dataset)
+
+    # ------------------------------------------------------------------ who serves a row
+    def serve_batch(self, spec, batch: Batch, champion, inputs) -> Served | None:
+        """Per-row serving for the population model ``spec`` whose ``champion`` (a registry Version)
+        scores ``batch`` (``inputs``: its model input): a family with per-person models names, per
+        row, the model that serves it and why, and gives the outputs of the rows it serves.
+        None (the default): the champion serves every row. The champion's own outputs stay in the
+        predictions file for drift monitoring either way."""
+        return None
 
     # ------------------------------------------------------------------ generated data (demo, tests)
     demo_size: int = 300                # `make demo`: how much training data to generate ...

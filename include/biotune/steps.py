@@ -365,6 +365,10 @@ def scored_batch(model_name: str, date, run_id: str = "", *, version=None) -> Sc
             and (written[fam.id_column].astype(str).to_numpy() == np.asarray(batch.ids).astype(str)).all())
     if not same:
         return score_batch(model_name, day, run_id, version=version, batch=batch)
+    # the champion's own outputs: its champion_* columns when other models served some rows
+    own = {c: c[len(CHAMPION_PREFIX):] for c in written.columns if c.startswith(CHAMPION_PREFIX)}
+    if own:
+        written = written.drop(columns=[c for c in own.values() if c in written.columns]).rename(columns=own)
     if spec.task_type == "binary":
         outputs = written["proba"].to_numpy(dtype=np.float64)
         prediction = written["prediction"].to_numpy()
@@ -382,9 +386,56 @@ def scored_batch(model_name: str, date, run_id: str = "", *, version=None) -> Sc
                        predictions_uri=uri, classes=spec.classes, extra={"run_id": run_id, "reused": True})
 
 
+def _served_outputs(spec: ModelSpec, fam: Family, outputs, threshold, served):
+    """(outputs, prediction) per row after the family's per-row serving (``Family.serve_batch``):
+    the rows another model served take its outputs and, binary, its threshold."""
+    rows = np.asarray(served.rows, dtype=np.int64)
+    if spec.task_type == "generation":
+        out = list(outputs)
+        for i, text in zip(rows, served.outputs):
+            out[int(i)] = text
+        cats = fam.output_categories(spec, out)
+        return out, np.asarray(cats if cats is not None else np.zeros(0))
+    out = np.array(outputs, dtype=np.float64, copy=True)
+    if len(rows):
+        out[rows] = np.asarray(served.outputs, dtype=np.float64)
+    if spec.task_type == "binary":
+        thresholds = np.full(len(out), threshold, dtype=np.float64)
+        if served.thresholds is not None and len(rows):
+            thresholds[rows] = np.asarray(served.thresholds, dtype=np.float64)
+        return out, (out >= thresholds).astype(np.int64)
+    return out, evaluation.predicted_labels(spec.task_type, out)
+
+
+def _output_columns(spec: ModelSpec, outputs, prediction, conf, prefix: str = "") -> dict:
+    """The predictions file's output columns by task type (``prefix``: the champion's own, beside
+    what served)."""
+    cols: dict = {}
+    if spec.task_type == "multiclass":
+        names = spec.classes or [str(i) for i in range(outputs.shape[1] if outputs.ndim == 2 else 0)]
+        cols["prediction"] = [names[i] for i in prediction]
+        cols["probabilities"] = list(outputs)
+    elif spec.task_type == "binary":
+        cols["proba"] = outputs
+        cols["prediction"] = prediction.astype(np.int8)
+    else:
+        cols["output"] = list(outputs)
+        if len(prediction) == len(outputs):
+            cols["category"] = prediction
+    if conf is not None:
+        cols["confidence"] = conf
+    return {prefix + k: v for k, v in cols.items()}
+
+
+CHAMPION_PREFIX = "champion_"  # the champion's own outputs when other models served some rows
+
+
 def score_batch(model_name: str, date, run_id: str = "", *, version=None, batch=None) -> ScoredBatch:
     """Score the day's batch with the champion; write its predictions (atomically, idempotent):
-    id, the outputs, prediction, confidence, model_version."""
+    id, the outputs, prediction, confidence, model_version, and per row which model served it and
+    why (``served_by``, ``serving_reason``). A family that serves some rows by other models
+    (``Family.serve_batch``: a person's own model) puts their outputs in the output columns and the
+    champion's own in ``champion_*`` columns: drift monitoring measures the champion on every row."""
     import pandas as pd
 
     from biotune import registry
@@ -415,20 +466,22 @@ def score_batch(model_name: str, date, run_id: str = "", *, version=None, batch=
     else:
         prediction = evaluation.predicted_labels(spec.task_type, outputs, threshold)
     conf = evaluation.confidence(spec.task_type, outputs)
+    served = fam.serve_batch(spec, batch, version, x) if len(batch) else None
+    label = f"{model_name} v{version.version}"
     out = pd.DataFrame({fam.id_column: np.asarray(batch.ids).astype(str)})
-    if spec.task_type == "multiclass":
-        names = spec.classes or [str(i) for i in range(outputs.shape[1] if outputs.ndim == 2 else 0)]
-        out["prediction"] = [names[i] for i in prediction]
-        out["probabilities"] = list(outputs)
-    elif spec.task_type == "binary":
-        out["proba"] = outputs
-        out["prediction"] = prediction.astype(np.int8)
+    if served is None:
+        out = out.assign(**_output_columns(spec, outputs, prediction, conf))
+        out["served_by"], out["serving_reason"] = label, "population champion"
+        counts = {"population champion": len(out)}
     else:
-        out["output"] = list(outputs)
-        if len(prediction) == len(out):
-            out["category"] = prediction
-    if conf is not None:
-        out["confidence"] = conf
+        if len(served.served_by) != len(batch) or len(served.reasons) != len(batch):
+            raise InputFormatError(f"{fam.name}.serve_batch named {len(served.served_by)} servers for {len(batch)} rows",
+                                   where=f"family {fam.name}", fix="return one served_by and reason per batch row")
+        s_out, s_pred = _served_outputs(spec, fam, outputs, threshold, served)
+        out = out.assign(**_output_columns(spec, s_out, s_pred, evaluation.confidence(spec.task_type, s_out)),
+                         **_output_columns(spec, outputs, prediction, conf, CHAMPION_PREFIX))
+        out["served_by"], out["serving_reason"] = list(served.served_by), list(served.reasons)
+        counts = {str(k): int(v) for k, v in out["serving_reason"].value_counts().items()}
     out["model_version"] = str(version.version)
     uri = storage.write_parquet(out, predictions_uri(fam.name, day, model_name))
     labels = fam.batch_labels(spec, batch)
@@ -436,7 +489,8 @@ def score_batch(model_name: str, date, run_id: str = "", *, version=None, batch=
              f" (mean confidence {float(np.mean(conf)):.3f})" if conf is not None and len(conf) else "", uri)
     return ScoredBatch(model=model_name, model_version=str(version.version), date=day, task_type=spec.task_type,
                        features=features, proba=outputs, prediction=prediction, confidence=conf, labels=labels,
-                       threshold=threshold, predictions_uri=uri, classes=spec.classes, extra={"run_id": run_id})
+                       threshold=threshold, predictions_uri=uri, classes=spec.classes,
+                       extra={"run_id": run_id, "served": counts})
 
 
 # ====================================================================== monitoring

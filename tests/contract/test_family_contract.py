@@ -91,6 +91,10 @@ def test_family_contract(family, home, tmp_path, monkeypatch):
         scored = steps.score_batch(name, day, run_id="t")
         predictions = storage.read_parquet(scored.predictions_uri)
         assert len(predictions) == 60 and fam.id_column in predictions.columns
+        # every row says which model served it and why; no person has a model of their own here
+        champion = registry.champion(name)
+        assert set(predictions["served_by"]) == {f"{name} v{champion.version}"}, name
+        assert predictions["serving_reason"].str.len().gt(0).all()
         row = steps.monitor_model(get_spec(name), day, run_id="t", report=False)
         assert row["status"] == "ok", row
         assert row["n_rows"] == 60 and row["max_psi"] is not None and row["psi"]

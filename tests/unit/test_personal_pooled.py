@@ -65,12 +65,21 @@ def test_bad_batches(tmp_path, frame, message):
         pooled.read_batch(str(path))
 
 
-def test_batch_not_parquet_and_labels_filled(tmp_path):
+def test_batch_not_parquet_and_labels_filled(tmp_path, monkeypatch):
+    from biotune.mood.personal import crypto
+
+    monkeypatch.setenv(crypto.ENV_KEY, crypto.new_key())
     path = tmp_path / "batch.parquet"
     path.write_bytes(b"this is not a batch file")
     with pytest.raises(InputFormatError, match="not a parquet batch"):
         pooled.read_batch(str(path))
-    good = pd.DataFrame({"person_id": ["a", "b"], **{c: np.r_[1.0, np.nan] for c in SLEEP_FEATURE_NAMES}})
+    known = crypto.pseudonym("c")
+    good = pd.DataFrame({"person_id": ["a", "s-demo00010", known, None],
+                         **{c: np.r_[1.0, np.nan, 2.0, 3.0] for c in SLEEP_FEATURE_NAMES}})
     good.to_parquet(path)
     frame = pooled.read_batch(str(path))
-    assert frame["manic"].isna().all() and len(frame) == 2
+    assert frame["manic"].isna().all() and len(frame) == 4
+    # a raw id becomes the keyed pseudonym the store and registered models use; the others stay as
+    # they are, and a missing one stays missing for the batch suite to fail
+    assert list(frame["person_id"][:3]) == [crypto.pseudonym("a"), "s-demo00010", known]
+    assert frame["person_id"].isna().tolist() == [False, False, False, True]

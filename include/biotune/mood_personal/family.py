@@ -7,14 +7,15 @@ versions are registered as ``<spec>--<pseudonym>``, scope ``person``). Trained b
 fine-tune DAG (``mood_personal_population``) on pooled person-days
 (:mod:`biotune.mood.personal.pooled`), or imported from mood_ml pickles
 (:func:`biotune.mood.personal.safe_pickle.import_model`). The XGBoost architecture is the mood
-family's. Daily batches: one row per person-day, person_id + the 36 features.
+family's. Daily batches: one row per person-day, person_id + the 36 features; batch scoring serves
+each row by the person's own champion when it is current (``serve_batch``), else the population.
 
 Kept light to import (no torch, pandas or xgboost at the top).
 """
 
 from __future__ import annotations
 
-from biotune.family import Batch, Family, Split, register
+from biotune.family import Batch, Family, Served, Split, register
 from biotune.mood.family import XGBoostArchitecture
 
 TASKS = ("depressive", "manic", "hypomanic")
@@ -79,6 +80,17 @@ class MoodPersonalFamily(Family):
 
     def drift_features(self, spec, batch):
         return self.batch_inputs(spec, batch)
+
+    def serve_batch(self, spec, batch, champion, inputs):
+        """Each person-day by the person's own champion (``<task>-personal--<pseudonym>``) when it was
+        calibrated on this population champion, else by the population, with the reason
+        (biotune.mood.personal.serving)."""
+        from biotune.mood.personal import serving
+
+        if spec.scope != "population" or serving.person_spec(spec) is None:
+            return None
+        routed = serving.serve_batch(spec, batch, champion, inputs)
+        return Served(routed["served_by"], routed["reasons"], routed["rows"], routed["outputs"], routed["thresholds"])
 
     # ------------------------------------------------------------------ generated data
     def demo_training_data(self, directory, size, seed=0):

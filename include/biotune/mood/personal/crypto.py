@@ -74,14 +74,26 @@ def _pseudonym_key() -> bytes:
 
 def pseudonym(person: str) -> str:
     """Keyed, stable pseudonym of a person id; a pseudonym passed in is returned unchanged."""
-    person = str(person).strip()
-    if not person:
-        raise InputFormatError("empty person id", where="--person", fix="give the person's id")
-    if PSEUDONYM.match(person):
-        return person
-    _fernet()                                  # same checks and message for a missing/bad key
-    digest = hmac.new(_pseudonym_key(), person.encode("utf-8"), hashlib.sha256).hexdigest()
-    return "p-" + digest[:20]
+    return pseudonyms([person])[0]
+
+
+def pseudonyms(persons, where: str = "--person") -> list[str]:
+    """:func:`pseudonym` of many ids (a day's batch), the key read once: in Airflow each read is a
+    connection lookup."""
+    key = None
+    out = []
+    for person in persons:
+        person = str(person).strip()
+        if not person:
+            raise InputFormatError("empty person id", where=where, fix="give the person's id")
+        if PSEUDONYM.match(person):
+            out.append(person)
+            continue
+        if key is None:
+            _fernet()                          # same checks and message for a missing/bad key
+            key = _pseudonym_key()
+        out.append("p-" + hmac.new(key, person.encode("utf-8"), hashlib.sha256).hexdigest()[:20])
+    return out
 
 
 def encrypt(data: bytes) -> bytes:

@@ -118,6 +118,11 @@ def calibrate(job: dict, population_dir: str, *, base: str | None = None, labels
     spec = person_spec(job["task"])
     outcome = cal.calibrate_person(job["person"], job["task"], pop.load(population_dir), base=base,
                                    policy=spec.training.params, labels_uri=labels_uri, **kwargs)
+    return summary(outcome)
+
+
+def summary(outcome) -> dict:
+    """A calibration outcome as ``record`` takes it: pseudonym, decision, reasons, AUCs (XCom-sized)."""
     m = outcome.metrics
     return {"person": outcome.person, "task": outcome.task, "decision": outcome.decision, "reasons": outcome.reasons,
             "population_version": outcome.population_version, "n_days": outcome.n_days,

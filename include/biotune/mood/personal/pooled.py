@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+import re
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from biotune.mood.personal.names import SLEEP_FEATURE_NAMES
 
 TASKS = ("depressive", "manic", "hypomanic")
 ID = "person_id"
+ANONYMOUS = re.compile(r"^s-[0-9a-z]+$")     # anonymous_id and the demo rows' ids
 
 
 def anonymous_id(person: str, salt: str = "pooled") -> str:
@@ -176,8 +178,25 @@ def read_batch(path: str):
     for t in TASKS:
         if t not in frame.columns:
             frame[t] = np.nan
-    frame[ID] = frame[ID].astype(str)
+    known = frame[ID].notna()                  # a missing id stays missing: the batch suite fails it
+    frame[ID] = frame[ID].astype(object)
+    frame.loc[known, ID] = batch_person_ids(frame.loc[known, ID].astype(str), where=path)
     return frame.reset_index(drop=True)
+
+
+def batch_person_ids(ids, where: str = "batch.parquet") -> list[str]:
+    """The ids a batch row keeps: a pseudonym (``p-``, crypto.pseudonym) or an anonymous id (``s-``:
+    anonymous_id, the demo rows; never a stored person) as it is; any other id is a person's own
+    id and becomes its keyed pseudonym, the name of their personal store and of their registered
+    models, so raw ids never reach predictions, logs or MLflow (needs the personal-data key)."""
+    from biotune.mood.personal import crypto
+
+    ids = [str(i).strip() for i in ids]
+    raw = [i for i in ids if not (crypto.PSEUDONYM.match(i) or ANONYMOUS.match(i))]
+    if not raw:
+        return ids
+    mapped = dict(zip(raw, crypto.pseudonyms(raw, where=f"{where}: {ID}")))
+    return [mapped.get(i, i) for i in ids]
 
 
 def demo_rows(rows: int, seed: int = 0, shifted: bool = False):
