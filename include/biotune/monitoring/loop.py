@@ -44,6 +44,8 @@ def champions_by_family(specs: Sequence[ModelSpec] | None = None) -> dict[str, l
 
     out: dict[str, list[str]] = {}
     for spec in specs if specs is not None else all_specs():
+        if spec.scope == "person":  # its per-person versions serve within their population model's scoring
+            continue
         if registry.champion(spec.name) is not None:
             out.setdefault(spec.family, []).append(spec.name)
         else:
