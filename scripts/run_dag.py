@@ -25,8 +25,8 @@ from pathlib import Path
 # biotune's own log lines (progress, metrics, gate decisions), failures, and the runs' ends
 SHOW = re.compile(r"(\[biotune[\w.]*\]|\[error|ERROR|Traceback|Error:|DagRun Finished|marked as failed|failed with|"
                   r"^RUN )")
-# dag.test() looks up the return value of every mapped task instance and logs each one that returned
-# nothing as an error (a scheduler's task log has no such line)
+# under dag.test() a downstream task's lookup of a mapped task instance that returned nothing is logged
+# at error level, though the run is fine
 QUIET = re.compile(r"(DeprecationWarning|Calculating Metrics|warnings.warn|FutureWarning|XCom not found)")
 STAMP = re.compile(r"^\S+Z \[\w+\s*\] ")
 ROOT = Path(__file__).resolve().parents[1]
