@@ -282,7 +282,8 @@ def serve_days(person: str, task: str, pop, days, base: str) -> dict:
                                    date=str(days.dates[i]), base=base)
         # the withheld band below the certified threshold (thresholds.decide; predict_day's own rule kept)
         decisions.append(pred.decision if pred.decision == "uncertain" else
-                         decide(pred.probability, outcome.get("threshold", pred.threshold), outcome.get("uncertain_from")))
+                         decide(pred.probability, outcome.get("threshold", pred.threshold),
+                                outcome.get("uncertain_from")))
     flagged = np.array([d == "positive" for d in decisions])
     withheld = np.array([d == "uncertain" for d in decisions])
     y = np.asarray(days.y).astype(int)
@@ -314,7 +315,8 @@ def summarize(rows: list[dict]) -> dict:
         per = np.array([r["personal"]["auc"] for r in ev])
         served = np.where([r["decision"] == "personal" for r in ev], per, pop)
         side = [r[r["decision"]] for r in ev]
-        out.update({"population_auc_mean": round(float(pop.mean()), 4), "personal_auc_mean": round(float(per.mean()), 4),
+        out.update({"population_auc_mean": round(float(pop.mean()), 4),
+                    "personal_auc_mean": round(float(per.mean()), 4),
                     "personal_minus_population_pp": round(float((per - pop).mean() * 100), 2),
                     "served_minus_population_pp": round(float((served - pop).mean() * 100), 2),
                     **_rates("test", side)})
