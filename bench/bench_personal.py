@@ -5,15 +5,20 @@
    episodes) against a plain ``xml.etree.ElementTree.iterparse`` loop (clear each Record) over the
    same file, each in its own process: MB/s and peak RSS.
 2. persons: N generated persons imported, labelled and featurized; two folds (population models
-   trained on one half, the other half calibrated, and back); per target person: population vs
-   personal ensemble AUC and false-positive rate on the person's later days, the gate's
-   decision, calibration seconds. PAT here is a small configuration (patch 144, 1 layer) so the
-   default run stays short; ``--pat-s`` adds one calibration with the real PAT-S to time it.
+   trained on one half, the other half calibrated, and back); per target person and task: the
+   person's last ``--future-days`` are kept from calibration; on the rest, population vs personal
+   ensemble AUC and false-positive / true-positive rate on the gate's later (test) days at the
+   thresholds chosen before them, the gate's decision, calibration seconds; then the kept days
+   are served one by one as in production (predict_day with the stored outcome, withheld band)
+   and their served FPR, TPR and withheld share measured ("later_*" in each task's summary).
+   PAT here is a small configuration (patch 144, 1 layer) so the default run stays short;
+   ``--pat-s`` adds one calibration with the real PAT-S to time it.
 3. serving: a fresh process loads the population bundles and predicts person-days from the
    encrypted store (numpy PAT + numpy trees): ms per person-day and peak RSS.
 
 Run:  cd <repo> && PYTHONPATH=include /work/main/.venv/bin/python bench/bench_personal.py \\
-          [--import-mb 64,256] [--persons 8] [--days 200] [--pat-s] [--workdir DIR]
+          [--import-mb 64,256] [--persons 8] [--days 250] [--future-days 50] [--tasks all] [--pat-s]
+          [--skip-import] [--workdir DIR]
 Writes bench/results/personal.json. Figures, not a pass/fail verdict.
 """
 
@@ -147,10 +152,9 @@ def import_bench(workdir: Path, sizes: list[int], env: dict) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------- 2. persons
-def persons_bench(workdir: Path, n: int, days: int, seed: int, tasks: list[str], pat_s: bool) -> tuple[dict, dict]:
-    from biotune.errors import InputFormatError
-    from biotune.mood.pat import PATConfig
-    from biotune.mood.personal import calibrate, crypto, labels, population, store
+def persons_bench(workdir: Path, n: int, days: int, seed: int, tasks: list[str], pat_s: bool,
+                  future_days: int) -> tuple[dict, dict]:
+    from biotune.mood.personal import crypto, labels, store
     from biotune.mood.personal.daily import features_for
     from biotune.mood.personal.dataset import DailyTable, person_days, series_digest
     from biotune.mood.personal.health import import_health
@@ -179,62 +183,117 @@ def persons_bench(workdir: Path, n: int, days: int, seed: int, tasks: list[str],
     print(f"persons: {n} x {days} days generated {t_gen:.0f}s, imported {t_import:.0f}s, features {t_feat:.0f}s",
           flush=True)
     pids = list(series)
-    folds = [(pids[0::2], pids[1::2]), (pids[1::2], pids[0::2])]
-    tiny = PATConfig("bench-small", patch_size=144, num_layers=1, num_heads=2, embed_dim=32, key_dim=16, ff_dim=64)
-    out: dict = {"n_persons": n, "days": days, "seconds": {"generate": round(t_gen, 1), "import": round(t_import, 1),
-                                                           "features": round(t_feat, 1)}, "tasks": {}}
+    out: dict = {"n_persons": n, "days": days, "future_days": future_days,
+                 "seconds": {"generate": round(t_gen, 1), "import": round(t_import, 1), "features": round(t_feat, 1)},
+                 "tasks": {}}
     serving_pairs = []
     for task in tasks:
         days_of = {pid: person_days(crypto.pseudonym(pid), task, series[pid], tables[pid], labels.list_labels(pid))
                    for pid in pids}
-        rows, pop_seconds = [], []
-        skipped = []
-        for k, (train_ids, target_ids) in enumerate(folds):
-            t0 = time.perf_counter()
-            try:
-                pm = population.train_population([days_of[p] for p in train_ids], task, pat_config=tiny,
-                                                 pat_epochs=4, val_every=3, version=f"fold{k}", seed=seed + k)
-            except InputFormatError as exc:        # e.g. a fold without enough episodes of this kind
-                skipped.append(f"fold {k}: {exc.what}")
-                print(f"  {task:10} fold {k}: skipped ({exc.what})", flush=True)
-                continue
-            pop_seconds.append(time.perf_counter() - t0)
-            population.save(pm, workdir / f"population_fold{k}" / task)
-            for pid in target_ids:
-                o, art = calibrate.calibrate_days(days_of[pid], pm, pat_epochs=8, seed=seed)
-                if art:
-                    key = crypto.pseudonym(pid)
-                    import hashlib
-
-                    o.artifacts = {a: hashlib.sha256(v).hexdigest() for a, v in art.items()}
-                    if "adapter" in art:
-                        store.write_file(key, calibrate.calibration_file(task, calibrate.ADAPTER), art["adapter"], base)
-                    if "xgb" in art:
-                        store.write_file(key, calibrate.calibration_file(task, calibrate.XGB), art["xgb"], base)
-                store.write_file(pid, calibrate.calibration_file(task, calibrate.OUTCOME),
-                                 json.dumps(o.as_dict(), default=str).encode(), base)
-                m = o.metrics
-                row = {"person": o.person, "fold": k, "days": o.n_days, "decision": o.decision,
-                       "reason": o.reasons[-1], "seconds": o.seconds, "adapter_bytes": o.adapter_bytes}
-                if m:
-                    row.update({side: {x: (round(v, 4) if isinstance(v, float) else v) for x, v in m[side].items()
-                                       if x in ("auc", "fpr", "tpr", "n", "prevalence", "components")}
-                                for side in ("population", "personal")})
-                rows.append(row)
-                if task == tasks[0] and k == 0:
-                    serving_pairs += [(pid, str(d)) for d in days_of[pid].dates[-10:]]
-                print(f"  {task:10} fold {k} {o.person}: {o.decision:10} "
-                      + (f"pop AUC {m['population']['auc']:.3f} FPR {m['population']['fpr']:.2f} | personal AUC "
-                         f"{m['personal']['auc']:.3f} FPR {m['personal']['fpr']:.2f}" if m else o.reasons[0])
-                      + f"  ({o.seconds.get('xgb', 0) + o.seconds.get('pat', 0):.1f}s)", flush=True)
-        out["tasks"][task] = {"persons": rows, "population_train_seconds": [round(s, 1) for s in pop_seconds],
-                              "summary": summarize(rows), "skipped": skipped}
-        print(f"  {task}: {json.dumps(out['tasks'][task]['summary'])}", flush=True)
+        out["tasks"][task] = evaluate_task(task, days_of, pids, workdir, base, seed, future_days)
+        if task == tasks[0]:
+            serving_pairs = [(pid, str(d)) for pid in pids[1::2] for d in days_of[pid].dates[-10:]]
     if pat_s:
         out["pat_s_calibration"] = pat_s_timing(days_of_first_task(tasks[0], pids, series, tables), pids, seed)
     serving = {"pairs": serving_pairs, "tasks": [tasks[0]], "population": str(workdir / "population_fold0"),
                "store": base}
     return out, serving
+
+
+def evaluate_task(task: str, days_of: dict, pids: list[str], workdir: Path, base: str, seed: int,
+                  future_days: int) -> dict:
+    """Two folds of population training and per-person calibration on each person's days but the last
+    ``future_days``; those are then served one by one through predict.predict_day (the stored outcome,
+    the saved population bundle): the served false-positive rate is measured on days nothing has seen."""
+    import hashlib
+
+    from biotune.errors import InputFormatError
+    from biotune.mood.pat import PATConfig
+    from biotune.mood.personal import calibrate, crypto, population, predict, store
+
+    folds = [(pids[0::2], pids[1::2]), (pids[1::2], pids[0::2])]
+    tiny = PATConfig("bench-small", patch_size=144, num_layers=1, num_heads=2, embed_dim=32, key_dim=16, ff_dim=64)
+    rows, pop_seconds, skipped = [], [], []
+    for k, (train_ids, target_ids) in enumerate(folds):
+        t0 = time.perf_counter()
+        try:
+            pm = population.train_population([days_of[p] for p in train_ids], task, pat_config=tiny,
+                                             pat_epochs=4, val_every=3, version=f"fold{k}", seed=seed + k)
+        except InputFormatError as exc:        # e.g. a fold without enough episodes of this kind
+            skipped.append(f"fold {k}: {exc.what}")
+            print(f"  {task:10} fold {k}: skipped ({exc.what})", flush=True)
+            continue
+        pop_seconds.append(time.perf_counter() - t0)
+        serving_pop = population.load_serving(population.save(pm, workdir / f"population_fold{k}" / task))
+        for pid in target_ids:
+            all_days = days_of[pid]
+            cut = max(len(all_days) - int(future_days), 0)
+            o, art = calibrate.calibrate_days(all_days.take(slice(0, cut)), pm, pat_epochs=8, seed=seed)
+            key = crypto.pseudonym(pid)
+            o.artifacts = {a: hashlib.sha256(v).hexdigest() for a, v in art.items()}
+            if "adapter" in art:
+                store.write_file(key, calibrate.calibration_file(task, calibrate.ADAPTER), art["adapter"], base)
+            if "xgb" in art:
+                store.write_file(key, calibrate.calibration_file(task, calibrate.XGB), art["xgb"], base)
+            store.write_file(key, calibrate.calibration_file(task, calibrate.OUTCOME),
+                             json.dumps(o.as_dict(), default=str).encode(), base)
+            m = o.metrics
+            row = {"person": o.person, "fold": k, "days": o.n_days, "decision": o.decision,
+                   "reason": o.reasons[-1], "seconds": o.seconds, "adapter_bytes": o.adapter_bytes,
+                   "threshold": o.threshold}
+            if m:
+                row.update({side: {x: (round(v, 4) if isinstance(v, float) else v) for x, v in m[side].items()
+                                   if x in ("auc", "fpr", "tpr", "n", "prevalence", "components", "withheld")}
+                            for side in ("population", "personal")})
+            future = all_days.take(slice(cut, len(all_days)))
+            if len(future):
+                row["future"] = serve_days(key, task, serving_pop, future, base)
+            rows.append(row)
+            f = row.get("future", {})
+            print(f"  {task:10} fold {k} {o.person}: {o.decision:10} "
+                  + (f"pop AUC {m['population']['auc']:.3f} FPR {m['population']['fpr']:.2f} | personal AUC "
+                     f"{m['personal']['auc']:.3f} FPR {m['personal']['fpr']:.2f}" if m else o.reasons[0])
+                  + (f" | served later {f['n']} d: FPR {f['fpr']:.2f} TPR {f['tpr']:.2f} withheld {f['withheld']:.2f}"
+                     if f else "")
+                  + f"  ({o.seconds.get('xgb', 0) + o.seconds.get('pat', 0):.1f}s)", flush=True)
+    res = {"persons": rows, "population_train_seconds": [round(s, 1) for s in pop_seconds],
+           "summary": summarize(rows), "skipped": skipped,
+           "episodes": {"persons_with_positive_days": int(sum(bool(d.y.any()) for d in days_of.values())),
+                        "positive_days": int(sum(int(d.y.sum()) for d in days_of.values())),
+                        "episodes": int(sum(int(np.sum(np.diff(np.r_[0, d.y]) == 1)) for d in days_of.values()))}}
+    print(f"  {task}: {json.dumps(res['summary'])}", flush=True)
+    return res
+
+
+def serve_days(person: str, task: str, pop, days, base: str) -> dict:
+    """Each day served as in production (predict.predict_day: the person's stored calibration, the
+    uncertain rule); FPR and TPR count a withheld day as not flagged, 'withheld' is their share."""
+    from biotune.mood.personal import calibrate, predict
+
+    outcome = calibrate.read_outcome(person, task, base) or {}
+    if "uncertain_from" in outcome:
+        from biotune.mood.personal.thresholds import decide
+    else:                   # an outcome from before the withheld band: predict_day's decision as it is
+        def decide(p, t, _):
+            return "positive" if p is not None and p >= t else "negative"
+    decisions = []
+    for i in range(len(days)):
+        pred = predict.predict_day(person, task, pop, days.X[i], None if days.weeks is None else days.weeks[i],
+                                   date=str(days.dates[i]), base=base)
+        # the withheld band below the certified threshold (thresholds.decide; predict_day's own rule kept)
+        decisions.append(pred.decision if pred.decision == "uncertain" else
+                         decide(pred.probability, outcome.get("threshold", pred.threshold),
+                                outcome.get("uncertain_from")))
+    flagged = np.array([d == "positive" for d in decisions])
+    withheld = np.array([d == "uncertain" for d in decisions])
+    y = np.asarray(days.y).astype(int)
+    neg, pos = y == 0, y == 1
+    return {"n": int(len(y)), "negatives": int(neg.sum()), "positives": int(pos.sum()),
+            "fpr": float(flagged[neg].mean()) if neg.any() else float("nan"),
+            "tpr": float(flagged[pos].mean()) if pos.any() else float("nan"),
+            "withheld": float(withheld.mean()),
+            "withheld_negatives": float(withheld[neg].mean()) if neg.any() else float("nan"),
+            "withheld_positives": float(withheld[pos].mean()) if pos.any() else float("nan")}
 
 
 def days_of_first_task(task, pids, series, tables):
@@ -246,21 +305,42 @@ def days_of_first_task(task, pids, series, tables):
 
 
 def summarize(rows: list[dict]) -> dict:
+    """AUC on the gate's test days; false-positive and true-positive rates of the side that serves, at the
+    threshold chosen before those days; and the same served day by day on the later days nothing saw."""
     ev = [r for r in rows if "personal" in r and np.isfinite(r["personal"]["auc"]) and np.isfinite(r["population"]["auc"])]
-    if not ev:
-        return {"evaluated": 0}
-    pop = np.array([r["population"]["auc"] for r in ev])
-    per = np.array([r["personal"]["auc"] for r in ev])
-    served = np.where([r["decision"] == "personal" for r in ev], per, pop)
-    fpr_served = np.array([r["personal"]["fpr"] if r["decision"] == "personal" else r["population"]["fpr"]
-                           for r in ev], dtype=float)
-    return {"evaluated": len(ev), "promoted": int(sum(r["decision"] == "personal" for r in rows)),
-            "fallback": int(sum(r["decision"] == "population" for r in rows)),
-            "population_auc_mean": round(float(pop.mean()), 4), "personal_auc_mean": round(float(per.mean()), 4),
-            "personal_minus_population_pp": round(float((per - pop).mean() * 100), 2),
-            "served_minus_population_pp": round(float((served - pop).mean() * 100), 2),
-            "served_fpr_mean": round(float(np.nanmean(fpr_served)), 4),
-            "served_fpr_median": round(float(np.nanmedian(fpr_served)), 4)}
+    out: dict = {"evaluated": len(ev), "promoted": int(sum(r["decision"] == "personal" for r in rows)),
+                 "fallback": int(sum(r["decision"] == "population" for r in rows))}
+    if ev:
+        pop = np.array([r["population"]["auc"] for r in ev])
+        per = np.array([r["personal"]["auc"] for r in ev])
+        served = np.where([r["decision"] == "personal" for r in ev], per, pop)
+        side = [r[r["decision"]] for r in ev]
+        out.update({"population_auc_mean": round(float(pop.mean()), 4),
+                    "personal_auc_mean": round(float(per.mean()), 4),
+                    "personal_minus_population_pp": round(float((per - pop).mean() * 100), 2),
+                    "served_minus_population_pp": round(float((served - pop).mean() * 100), 2),
+                    **_rates("test", side)})
+    fut = [r["future"] for r in rows if "future" in r]
+    if fut:
+        out.update(_rates("later", fut))
+        out["later_withheld_mean"] = round(float(np.mean([f["withheld"] for f in fut])), 4)
+        out["later_days"] = int(sum(f["n"] for f in fut))
+    return out
+
+
+def _rates(prefix: str, parts: list[dict]) -> dict:
+    fpr = np.array([p.get("fpr", np.nan) for p in parts], dtype=float)
+    tpr = np.array([p.get("tpr", np.nan) for p in parts], dtype=float)
+    out = {}
+    for name, v in (("fpr", fpr), ("tpr", tpr)):
+        v = v[np.isfinite(v)]
+        if len(v):
+            out.update({f"{prefix}_{name}_mean": round(float(v.mean()), 4),
+                        f"{prefix}_{name}_median": round(float(np.median(v)), 4),
+                        f"{prefix}_{name}_max" if name == "fpr" else f"{prefix}_{name}_min":
+                            round(float(v.max() if name == "fpr" else v.min()), 4),
+                        f"{prefix}_{name}_persons": int(len(v))})
+    return out
 
 
 def pat_s_timing(days_of: dict, pids: list[str], seed: int) -> dict:
@@ -299,7 +379,9 @@ def main() -> None:
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--import-mb", default="64,256", help="export.xml sizes in MB, e.g. 128,512,1024")
     ap.add_argument("--persons", type=int, default=8)
-    ap.add_argument("--days", type=int, default=200)
+    ap.add_argument("--days", type=int, default=250)
+    ap.add_argument("--future-days", type=int, default=50,
+                    help="each person's last days, kept from calibration and served one by one")
     ap.add_argument("--tasks", default="depressive", help="comma-separated, or 'all'")
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--pat-s", action="store_true", help="also time one calibration with the real PAT-S")
@@ -329,7 +411,7 @@ def main() -> None:
     t0 = time.perf_counter()
     if not a.skip_import:
         result["import"] = import_bench(workdir, [int(x) for x in a.import_mb.split(",") if x], env)
-    persons, serving = persons_bench(run_dir, a.persons, a.days, a.seed, tasks, a.pat_s)
+    persons, serving = persons_bench(run_dir, a.persons, a.days, a.seed, tasks, a.pat_s, a.future_days)
     result["persons"] = persons
     result["serving"] = run_child("serve", json.dumps(serving), env)
     s = result["serving"]

@@ -148,7 +148,9 @@ def test_calibration_outcome(world, calibrated):
     assert out.metrics["population"]["n"] == out.metrics["personal"]["n"] == test[2]   # the same later days
     assert set(out.metrics["personal"]["components"]) == {"xgb", "pat"}
     assert out.decision in ("personal", "population") and out.reasons
-    assert {"xgb", "pat", "ensemble"} <= set(out.calibrators) and 0 < out.threshold < 1
+    assert {"xgb", "pat", "ensemble"} <= set(out.calibrators) and 0 < out.uncertain_from < 1
+    # a threshold above every probability exactly when the FPR bound could not be met on these days
+    assert (out.threshold < 1) == out.fpr_bound["certified"] and out.threshold >= out.uncertain_from
     assert out.seconds["total"] < 60
     saved = calibrate.read_outcome(pid, TASK, world["base"])
     assert saved["decision"] == out.decision and saved["metrics"] == json.loads(json.dumps(out.metrics))

@@ -130,3 +130,17 @@ def test_simulate_truth_consistent():
     # every source records at most what really happened (+3% noise), never twice
     for src in (0, 1):
         assert steps.value[steps.source == src].sum() <= data.steps_truth.sum() * 1.04
+
+
+def test_enough_manic_and_hypomanic_episodes_to_train_and_judge():
+    # a 250-day record: each kind recurs, and most persons have it both in the earlier 60% (to learn
+    # from) and in the last 40% (to be judged on); lengths stay within DSM-5 (manic >= 7 d, hypomanic >= 4 d)
+    profiles = [make_profile(i, seed=0, days=250) for i in range(12)]
+    for kind in ("manic", "hypomanic"):
+        eps = [[e for e in p.episodes if e.kind == kind] for p in profiles]
+        assert np.mean([len(e) for e in eps]) >= 2.0, kind
+        both = sum(any((e.start - p.start).days < 150 for e in es) and any((e.end - p.start).days >= 150 for e in es)
+                   for p, es in zip(profiles, eps))
+        assert both >= 8, (kind, both)
+        assert all(EPISODE_DAYS[kind][0] <= (e.end - e.start).days + 1 <= EPISODE_DAYS[kind][1] for es in eps for e in es)
+    assert all(any(e.kind == "depressive" for e in p.episodes) for p in profiles)

@@ -17,8 +17,11 @@ For one person and task (depressive / manic / hypomanic episode tomorrow):
    re-weigh them). The personal ensemble is promoted only when its test AUC beats the
    population's by ``margin``; otherwise the population serves and the reason is recorded.
    Then the serving side's Platt calibrators (ensemble score and each component) and its
-   threshold (false-positive rate <= 10%) are fitted on the val + test days, held out from
-   model fitting, with bootstrap replicates for the interval.
+   thresholds are fitted on the days held out from its fitting (personal: val + test; population:
+   all), with bootstrap replicates for the interval. Positive only where the false-positive
+   rate's upper bound (``personal_fpr_confidence``, serially correlated days) is within
+   ``personal_fpr_limit``; between that and the point threshold (``personal_max_fpr``) the day is
+   withheld as uncertain (thresholds.py).
 6. Everything is written encrypted under the person's store (``calibration/<task>/``):
    outcome.json (decision, reasons, metrics, population version + fingerprint), adapter.npz
    and xgb.json when personal. Serving refuses an adapter whose population fingerprint is not
@@ -39,13 +42,15 @@ import numpy as np
 
 from biotune.errors import InputFormatError
 from biotune.mood.personal.names import SLEEP_FEATURE_NAMES
-from biotune.mood.personal import platt
-from biotune.mood.personal.population import (PopulationModels, auc, calibrator_key, choose_threshold,
+from biotune.mood.personal import platt, thresholds
+from biotune.mood.personal.population import (PopulationModels, auc, calibrator_key,
                                                ensemble_score)
 
 OUTCOME, ADAPTER, XGB = "outcome.json.enc", "adapter.npz.enc", "xgb.json.enc"
 DEFAULTS = {"personal_min_days": 30, "personal_test_fraction": 0.4, "personal_margin": 0.02,
-            "personal_weight": 2.0, "personal_rounds": 40, "lora_r": 8, "personal_max_fpr": 0.05}
+            "personal_weight": 2.0, "personal_rounds": 40, "lora_r": 8, "personal_max_fpr": 0.05,
+            # positive only where the FPR's upper bound (serially correlated days, thresholds.py) is met
+            "personal_fpr_limit": 0.10, "personal_fpr_confidence": 0.9}
 
 
 def calibration_file(task: str, name: str) -> str:
@@ -64,7 +69,9 @@ class Outcome:
     split: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     weights: dict = field(default_factory=dict)
-    threshold: float = 0.5
+    threshold: float = 0.5                              # positive at or above
+    uncertain_from: float | None = None                 # withheld from here up to ``threshold``
+    fpr_bound: dict = field(default_factory=dict)       # thresholds.ThresholdChoice of the serving threshold
     calibrators: dict = field(default_factory=dict)     # serving side: component -> Platt params
     lora: dict | None = None
     seconds: dict = field(default_factory=dict)
@@ -180,13 +187,21 @@ def _pat_proba(model, x) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- evaluation
-def _side_metrics(y, p, threshold) -> dict:
-    y = np.asarray(y).astype(int)
-    pred = np.asarray(p) >= threshold
+def _side_metrics(y, p, choice: "thresholds.ThresholdChoice") -> dict:
+    """AUC, and the FPR / TPR of positive answers (a withheld day is not flagged; 'withheld' is its share)."""
+    y, p = np.asarray(y).astype(int), np.asarray(p, dtype=float)
+    pred = p >= choice.threshold
+    held = ~pred & (p >= choice.uncertain_from)
     neg, pos = (y == 0), (y == 1)
     return {"auc": auc(y, p), "fpr": float(pred[neg].mean()) if neg.any() else float("nan"),
             "tpr": float(pred[pos].mean()) if pos.any() else float("nan"), "n": int(len(y)),
-            "prevalence": float(y.mean()) if len(y) else float("nan")}
+            "withheld": float(held.mean()) if len(y) else float("nan"),
+            "prevalence": float(y.mean()) if len(y) else float("nan"), "certified": choice.certified}
+
+
+def _threshold(y, p, pol: dict, probability: bool = True) -> "thresholds.ThresholdChoice":
+    return thresholds.choose(y, p, max_fpr=pol["personal_max_fpr"], fpr_limit=pol["personal_fpr_limit"],
+                             confidence=pol["personal_fpr_confidence"], probability=probability)
 
 
 def component_weights(population: PopulationModels, components) -> dict[str, float]:
@@ -211,7 +226,7 @@ def calibrate_days(days, population: PopulationModels, *, policy: dict | None = 
     if len(days) < pol["personal_min_days"]:
         out.reasons.append(f"only {len(days)} labelled days for {days.task} (needs {pol['personal_min_days']}): "
                            "the population model serves")
-        return _fallback_calibrators(out, days, population, seed), artifacts
+        return _fallback_calibrators(out, days, population, seed, pol), artifacts
     fit, val, test = split_by_time(len(days), pol["personal_test_fraction"])
     F, V, T = days.take(fit), days.take(val), days.take(test)
     out.split = {"fit": [str(F.dates[0]), str(F.dates[-1]), len(F)], "val": [str(V.dates[0]), str(V.dates[-1]), len(V)],
@@ -220,7 +235,7 @@ def calibrate_days(days, population: PopulationModels, *, policy: dict | None = 
         if len(np.unique(part.y)) < 2:
             out.reasons.append(f"the person's {name} days hold one class only for {days.task}: the personal model "
                                "cannot be trained and judged; the population model serves")
-            return _fallback_calibrators(out, days, population, seed), artifacts
+            return _fallback_calibrators(out, days, population, seed, pol), artifacts
     t0 = time.perf_counter()
     pop_xgb = population.xgb.get_booster()
     import xgboost as xgb
@@ -263,10 +278,10 @@ def calibrate_days(days, population: PopulationModels, *, policy: dict | None = 
         sv = ensemble_score({k: v[0] for k, v in comps.items()}, w)
         st = ensemble_score({k: v[1] for k, v in comps.items()}, w)
         if side == "population":
-            thr = choose_threshold(np.concatenate([F.y, V.y]), np.concatenate([ensemble_score(pop_fit, w), sv]),
-                                   pol["personal_max_fpr"], probability=False)
+            thr = _threshold(np.concatenate([F.y, V.y]), np.concatenate([ensemble_score(pop_fit, w), sv]), pol,
+                             probability=False)
         else:
-            thr = choose_threshold(V.y, sv, pol["personal_max_fpr"], probability=False)
+            thr = _threshold(V.y, sv, pol, probability=False)
         metrics[side] = {**_side_metrics(T.y, st, thr), "components": {k: auc(T.y, v[1]) for k, v in comps.items()}}
         scores[side] = (sv, st)
     out.metrics = metrics
@@ -283,22 +298,33 @@ def calibrate_days(days, population: PopulationModels, *, policy: dict | None = 
                            f"(gain {gain:+.3f}): the population model serves")
         artifacts.pop("adapter", None)
         out.adapter_bytes = 0
-    # serving calibrators on every held-out day (val + test) of the chosen side: each component (for
-    # display and the disagreement flag), the ensemble score, and a threshold with FPR <= 10%
-    chosen = per if out.decision == "personal" else pop
-    y_hold = np.concatenate([V.y, T.y])
-    held = {k: np.concatenate(v) for k, v in chosen.items()}
+    # serving calibrators on every day held out from the serving side's fitting: val + test for the personal
+    # models, every day for the population (it never saw this person; three times the negative days make
+    # the FPR bound of the threshold reachable): each component (for display and the disagreement flag),
+    # the ensemble score, and a threshold whose FPR bound is met
+    if out.decision == "personal":
+        y_hold = np.concatenate([V.y, T.y])
+        held = {k: np.concatenate(v) for k, v in per.items()}
+    else:
+        y_hold = np.concatenate([F.y, V.y, T.y])
+        held = {k: np.concatenate([pop_fit[k], *v]) for k, v in pop.items()}
     cal = {k: platt.fit(p, y_hold, seed=seed) for k, p in held.items()}
     score = platt.from_logit(ensemble_score(held, w))
     if len(held) > 1:
         cal["ensemble"] = platt.fit(score, y_hold, seed=seed)
     out.calibrators = {k: v.tolist() for k, v in cal.items()}
     out.weights = w
-    out.threshold = choose_threshold(y_hold, platt.apply(cal[calibrator_key(held)], score)[0], pol["personal_max_fpr"])
+    _set_threshold(out, _threshold(y_hold, platt.apply(cal[calibrator_key(held)], score)[0], pol))
     return out, artifacts
 
 
-def _fallback_calibrators(out: Outcome, days, population: PopulationModels, seed: int) -> Outcome:
+def _set_threshold(out: Outcome, choice: "thresholds.ThresholdChoice") -> None:
+    # kept out of ``reasons``: serving shows the gate's reason (the last one) with every prediction
+    out.threshold, out.uncertain_from = choice.threshold, choice.uncertain_from
+    out.fpr_bound = {**choice.as_dict(), "note": choice.describe()}
+
+
+def _fallback_calibrators(out: Outcome, days, population: PopulationModels, seed: int, pol: dict) -> Outcome:
     """Population serving. The population never saw this person, so every labelled day of theirs is
     held out for it: with enough days of both classes its calibrators and threshold are fitted on
     them; otherwise the population's own (fitted on its validation persons) serve."""
@@ -315,9 +341,8 @@ def _fallback_calibrators(out: Outcome, days, population: PopulationModels, seed
         if len(raw) > 1:
             cal["ensemble"] = platt.fit(score, days.y, seed=seed)
         out.calibrators = {k: v.tolist() for k, v in cal.items()}
-        out.threshold = choose_threshold(days.y, platt.apply(cal[calibrator_key(raw)], score)[0],
-                                         DEFAULTS["personal_max_fpr"])
         out.reasons.append(f"population calibrated on the person's {len(days)} labelled days")
+        _set_threshold(out, _threshold(days.y, platt.apply(cal[calibrator_key(raw)], score)[0], pol))
         return out
     keys = comps + (["ensemble"] if len(comps) > 1 else [])
     out.calibrators = {k: v for k, v in population.calibrators.items() if k in keys}

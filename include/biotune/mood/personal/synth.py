@@ -38,6 +38,9 @@ from biotune.mood.personal import healthxml as hx
 
 KINDS = ("depressive", "manic", "hypomanic")
 EPISODE_DAYS = {"depressive": (14, 26), "manic": (7, 12), "hypomanic": (4, 7)}
+# kinds after the first (depressive) episode: (hypo)manic ones twice as often, being shorter (a third of
+# the days of a depressive one), so each task gets episodes in both the earlier and the later days
+BAG = ("depressive", "manic", "hypomanic", "manic", "hypomanic")
 # shared effects: (extra sleep hours, activity multiplier)
 EPISODE_EFFECTS = {"depressive": (0.6, 0.7), "manic": (-1.8, 1.5), "hypomanic": (-0.9, 1.25)}
 IOS16_RELEASE = dt.date(2022, 9, 12)
@@ -154,10 +157,15 @@ def make_profile(index: int, seed: int = 0, days: int = 150, start: dt.date | No
 
 
 def _place_episodes(rng, start: dt.date, days: int) -> list[Episode]:
-    """Depressive first, then random kinds with 12-28 day gaps; one depressive in the last 40%."""
+    """Depressive first, then kinds drawn from ``BAG`` (refilled when empty, and afresh at 60%
+    of the record), 12-26 day gaps; one depressive in the last 40%. The bag, rather than independent
+    draws, gives a person manic and hypomanic episodes in the earlier 60% and in the last 40% of a long
+    record, so those tasks can be trained on the earlier days and judged on the later ones."""
     spans: list[list] = []
     d = int(rng.integers(12, 20))
     kind = "depressive"
+    bag: list[str] = []
+    late = False
     while True:
         lo, hi = EPISODE_DAYS[kind]
         n = int(rng.integers(lo, hi + 1))
@@ -165,7 +173,11 @@ def _place_episodes(rng, start: dt.date, days: int) -> list[Episode]:
             break
         spans.append([kind, d, n])
         d += n + int(rng.integers(12, 26))
-        kind = str(rng.choice(KINDS, p=[0.5, 0.2, 0.3]))
+        if not late and d >= 0.6 * days:
+            late, bag = True, []
+        if not bag:
+            bag = [str(k) for k in rng.permutation(BAG)]
+        kind = bag.pop()
     late = [s for s in spans if s[1] >= 0.6 * days]
     if spans and not any(s[0] == "depressive" for s in late):
         cand = late[-1] if late else None
