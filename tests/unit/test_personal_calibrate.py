@@ -185,6 +185,10 @@ def test_fallbacks_are_recorded(world):
     assert out.decision == "population" and "one class" in out.reasons[0]
     out, art = calibrate.calibrate_days(d, world["pop"], policy={"personal_margin": 1.0}, pat_epochs=1)
     assert out.decision == "population" and "does not beat" in out.reasons[-1] and "adapter" not in art
+    # a gain over a population that is poor on this person is not enough: the spec's minimum holds too
+    out, art = calibrate.calibrate_days(d, world["pop"], policy={"personal_margin": -1.0, "personal_min_auc": 1.01},
+                                        pat_epochs=1)
+    assert out.decision == "population" and "misses the minimum 1.010" in out.reasons[-1] and "adapter" not in art
 
 
 def test_prediction_serves_and_flags(world, calibrated):
@@ -196,6 +200,17 @@ def test_prediction_serves_and_flags(world, calibrated):
     assert set(p.components) == {"xgb", "pat"} and p.decision in ("positive", "negative", "uncertain")
     (q,) = predict.predict(pid, pops, base=world["base"], max_width=0.0)
     assert q.decision == "uncertain" and "withheld" in q.reason
+    # between the bounded threshold and the point threshold a day is withheld, saying why
+    saved = calibrate.read_outcome(pid, TASK, world["base"])
+    banded = {**saved, "threshold": 2.0, "uncertain_from": 0.0}
+    store.write_file(pid, calibrate.calibration_file(TASK, calibrate.OUTCOME),
+                     json.dumps(banded).encode(), world["base"])
+    try:
+        (b,) = predict.predict(pid, pops, base=world["base"], max_width=1.0)
+        assert b.decision == "uncertain" and "false-positive rate is bounded" in b.reason
+    finally:
+        store.write_file(pid, calibrate.calibration_file(TASK, calibrate.OUTCOME),
+                         json.dumps(saved).encode(), world["base"])
     never = world["pids"][4]
     (r,) = predict.predict(never, pops, base=world["base"])
     assert r.served_by == "population" and "not calibrated" in r.reason

@@ -48,6 +48,7 @@ from biotune.mood.personal.population import (PopulationModels, auc, calibrator_
 
 OUTCOME, ADAPTER, XGB = "outcome.json.enc", "adapter.npz.enc", "xgb.json.enc"
 DEFAULTS = {"personal_min_days": 30, "personal_test_fraction": 0.4, "personal_margin": 0.02,
+            "personal_min_auc": 0.6,  # the person spec's gate.min_absolute (jobs.calibrate passes it)
             "personal_weight": 2.0, "personal_rounds": 40, "lora_r": 8, "personal_max_fpr": 0.05,
             # positive only where the FPR's upper bound (serially correlated days, thresholds.py) is met
             "personal_fpr_limit": 0.10, "personal_fpr_confidence": 0.9}
@@ -286,12 +287,21 @@ def calibrate_days(days, population: PopulationModels, *, policy: dict | None = 
         scores[side] = (sv, st)
     out.metrics = metrics
     gain = metrics["personal"]["auc"] - metrics["population"]["auc"]
-    if np.isfinite(gain) and gain >= pol["personal_margin"]:
+    # beating a population that is worse than chance on this person is not enough: the personal model
+    # must be good on its own too
+    weak = not metrics["personal"]["auc"] >= pol["personal_min_auc"]
+    if np.isfinite(gain) and gain >= pol["personal_margin"] and not weak:
         out.decision = "personal"
         out.reasons.append(f"personal AUC {metrics['personal']['auc']:.3f} beats the population's "
                            f"{metrics['population']['auc']:.3f} by {gain:+.3f} on the latest {len(T)} days "
                            f"(needs {pol['personal_margin']:+.3f})")
         artifacts["xgb"] = bytes(booster.save_raw("json"))
+    elif weak and np.isfinite(gain) and gain >= pol["personal_margin"]:
+        out.reasons.append(f"personal AUC {metrics['personal']['auc']:.3f} beats the population's "
+                           f"{metrics['population']['auc']:.3f} but misses the minimum {pol['personal_min_auc']:.3f} "
+                           "on the latest days: the population model serves")
+        artifacts.pop("adapter", None)
+        out.adapter_bytes = 0
     else:
         out.reasons.append(f"personal AUC {metrics['personal']['auc']:.3f} does not beat the population's "
                            f"{metrics['population']['auc']:.3f} by {pol['personal_margin']:+.3f} "

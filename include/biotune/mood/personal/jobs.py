@@ -117,7 +117,8 @@ def calibrate(job: dict, population_dir: str, *, base: str | None = None, labels
 
     spec = person_spec(job["task"])
     outcome = cal.calibrate_person(job["person"], job["task"], pop.load(population_dir), base=base,
-                                   policy=spec.training.params, labels_uri=labels_uri, **kwargs)
+                                   policy={**spec.training.params, "personal_min_auc": spec.gate.min_absolute},
+                                   labels_uri=labels_uri, **kwargs)
     return summary(outcome)
 
 

@@ -29,9 +29,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from biotune.errors import InputFormatError, MissingInputError
-from biotune.mood.personal import patnp, platt
+from biotune.mood.personal import patnp, platt, thresholds
 from biotune.mood.personal.population import ServingPopulation, scale
 
+NO_BAND = (None, "")       # the population's own threshold: no withheld band
 MIN_WEEK_DAYS = 4          # the PAT scores a week only when this many of its days hold data
 
 
@@ -83,26 +84,27 @@ def _choose(person, task, pop: ServingPopulation, base):
     outcome = read_outcome(person, task, base)
     if outcome is None:
         return ("population", "not calibrated yet: the population model serves", pop.booster, pop.pat_weights,
-                pop.calibrators, pop.weights, pop.threshold)
+                pop.calibrators, pop.weights, pop.threshold, NO_BAND)
     cal, w, thr = outcome["calibrators"], outcome["weights"], outcome["threshold"]
+    band = outcome.get("uncertain_from"), (outcome.get("fpr_bound") or {}).get("note", "")
     if outcome["decision"] == "personal":
         if outcome["population_fingerprint"] != pop.fingerprint:
             return ("population", f"the personal models were calibrated on population {outcome['population_version']} "
                     f"({outcome['population_fingerprint'][:8]}), the champion is {pop.version} "
                     f"({pop.fingerprint[:8]}): re-calibrate; the population model serves", pop.booster,
-                    pop.pat_weights, pop.calibrators, pop.weights, pop.threshold)
+                    pop.pat_weights, pop.calibrators, pop.weights, pop.threshold, NO_BAND)
         booster, weights = _personal_parts(person, task, outcome, pop, base)
-        return "personal", outcome["reasons"][-1], booster, weights, cal, w, thr
+        return "personal", outcome["reasons"][-1], booster, weights, cal, w, thr, band
     if outcome["population_fingerprint"] != pop.fingerprint:
-        cal, w, thr = pop.calibrators, pop.weights, pop.threshold       # the person's fits were for another model
-    return "population", outcome["reasons"][0], pop.booster, pop.pat_weights, cal, w, thr
+        cal, w, thr, band = pop.calibrators, pop.weights, pop.threshold, NO_BAND   # fits for another model
+    return "population", outcome["reasons"][0], pop.booster, pop.pat_weights, cal, w, thr, band
 
 
 def predict_day(person: str, task: str, pop: ServingPopulation, features: np.ndarray, week: np.ndarray | None,
                 *, date: str = "", base: str | None = None, max_width: float = 0.4,
                 disagree_at: float = 0.3) -> Prediction:
     """One person-day for one task from its feature row [36] and activity week [10080] (or None)."""
-    served, reason, booster, pat_w, cal, weights, thr = _choose(person, task, pop, base)
+    served, reason, booster, pat_w, cal, weights, thr, (uncertain_from, bound_note) = _choose(person, task, pop, base)
     raw: dict[str, float] = {}
     if np.isfinite(features).any():
         raw["xgb"] = float(booster.predict_proba(features[None, :])[0])
@@ -135,7 +137,10 @@ def predict_day(person: str, task: str, pop: ServingPopulation, features: np.nda
         decision = "uncertain"
         notes.append(f"interval {lo[0]:.2f}-{hi[0]:.2f} wider than {max_width:.2f}: withheld")
     else:
-        decision = "positive" if prob >= thr else "negative"
+        decision = thresholds.decide(prob, thr, uncertain_from)
+        if decision == "uncertain":
+            notes.append(f"P={prob:.2f} is below the threshold whose false-positive rate is bounded: withheld"
+                         + (f" ({bound_note})" if bound_note else ""))
     if notes:
         reason = reason + "; " + "; ".join(notes)
     return Prediction(person, task, date, round(prob, 4), (round(float(lo[0]), 4), round(float(hi[0]), 4)), decision,
