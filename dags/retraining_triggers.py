@@ -18,8 +18,10 @@ to the task log. A yes passes the short-circuit and triggers the family's fine-t
 (`retraining.dag_id`, one run per DAG even when several of its models say yes) with the reasons
 in its conf under `retrain`.
 
-**Params**: `date` (YYYY-MM-DD to evaluate as of; empty: the date in the drift results, else the
-run's logical date).
+**Params**: `date` (YYYY-MM-DD to evaluate as of; empty: the latest date in the drift results,
+else the run's logical date). A run woken by drift results also judges the dates measured since the
+last decision: Airflow drops the events that arrive while a run is going (a backfill's later dates),
+and the history store still has them.
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ def retraining_triggers():
                            for e in events]
         except Exception:  # a manual run has no triggering events
             event_dates = []
+        if event_dates:  # woken by drift results: also what was measured since but whose event Airflow dropped
+            event_dates += monitoring.unjudged_dates()
         as_of = run_date(params, dag_run, event_dates)
         watched = {m for models in monitoring.champions_by_family().values() for m in models}
         results = []

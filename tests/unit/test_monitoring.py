@@ -238,6 +238,22 @@ def test_last_retrain_counts_finished_retrains_only_up_to_the_date(home):
     monitoring.dispose(uri)
 
 
+def test_unjudged_dates_are_the_measurements_written_after_the_last_decision(home):
+    """Airflow drops drift-result events that arrive while retraining_triggers runs (a backfill's later
+    dates): the next run finds those dates in the history instead."""
+    uri = f"sqlite:///{home / 'drift.db'}"
+    assert monitoring.unjudged_dates(uri) == []
+    for day in ("2026-10-01", "2026-10-02"):
+        monitoring.upsert_drift({"model": "m-a-x", "date": day}, uri)
+    assert monitoring.unjudged_dates(uri) == ["2026-10-01", "2026-10-02"]   # nothing judged yet
+    monitoring.record_decision("m-a-x", "2026-10-02", monitoring.Decision(False, ["not: x"]), uri=uri)
+    assert monitoring.unjudged_dates(uri) == []
+    for day in ("2026-10-04", "2026-10-03", "2026-10-01"):  # a backfill re-measures too
+        monitoring.upsert_drift({"model": "m-b-x", "date": day}, uri)
+    assert monitoring.unjudged_dates(uri) == ["2026-10-01", "2026-10-03", "2026-10-04"]
+    monitoring.dispose(uri)
+
+
 def test_retrain_plans_one_trigger_per_dag():
     evaluated = [{"model": "mood-a-pat", "date": "2026-10-07", "yes": True, "reasons": ["yes: a"], "dag_id": "ft"},
                  {"model": "mood-b-xgb", "date": "2026-10-07", "yes": True, "reasons": ["yes: b"], "dag_id": "ft"},

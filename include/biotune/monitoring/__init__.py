@@ -16,12 +16,12 @@ from biotune.monitoring.loop import (BAD_INPUT, champions_by_family, evaluate, l
 from biotune.monitoring.measure import COLLAPSE_MIN_GAIN, measure, reference_error_rate, reference_predictions
 from biotune.monitoring.report import report_dir, write_report
 from biotune.monitoring.store import (DECISIONS_TABLE, DRIFT_TABLE, STATUSES, decisions, dispose, engine, history,
-                                      record_decision, upsert_drift)
+                                      record_decision, unjudged_dates, upsert_drift)
 from biotune.policy import Decision, RetrainFacts, drift_streak, retraining_decision
 
 __all__ = [
     "DRIFT_TABLE", "DECISIONS_TABLE", "STATUSES", "BAD_INPUT", "COLLAPSE_MIN_GAIN", "RetrainFacts", "as_date",
-    "engine", "dispose", "upsert_drift", "history", "record_decision", "decisions", "measure",
+    "engine", "dispose", "upsert_drift", "history", "record_decision", "decisions", "unjudged_dates", "measure",
     "champions_by_family", "reference_prediction_labels", "reference_frame", "report_dir", "write_report",
     "reference_error_rate", "reference_predictions", "drift_streak", "retraining_decision", "last_retrain",
     "evaluate", "retrain_plans", "alert_payload", "needs_alert", "send_alert", "redact_url", "Decision",

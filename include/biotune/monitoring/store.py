@@ -274,6 +274,22 @@ def latest(uri: str | None = None) -> dict[str, dict]:
     return out
 
 
+def unjudged_dates(uri: str | None = None) -> list[str]:
+    """Dates (ISO, oldest first) of drift rows written after the latest retraining decision: what
+    the retraining rule has not judged yet. A run of ``retraining_triggers`` is woken by asset events,
+    but Airflow 3.3 drops the events that arrive while its one active run is going (apache/airflow
+    issue 56050: a backfill's later dates), so the run also takes what the history says is new."""
+    import sqlalchemy as sa
+
+    drift, decided = _table(DRIFT_TABLE), _table(DECISIONS_TABLE)
+    with engine(uri).connect() as conn:
+        last = conn.execute(sa.select(sa.func.max(decided.c.created_at))).scalar()
+        q = sa.select(drift.c.date).distinct().order_by(drift.c.date)
+        if last is not None:
+            q = q.where(drift.c.created_at > last)
+        return [as_date(r.date).isoformat() for r in conn.execute(q)]
+
+
 def exists(uri: str | None = None) -> bool:
     """Whether the history database exists (a page looking at it must not create an empty one)."""
     uri = uri or settings.drift_db_uri()
