@@ -95,6 +95,14 @@ def test_a_retrain_learns_from_labelled_production_batches(toy):
     accuracy = lambda p, t: float(((np.asarray(p) >= t) == y).mean())  # noqa: E731
     assert accuracy(new, evaluated["threshold"]) > accuracy(old, float(champion.metrics["test_threshold"])) + 0.2
 
+    # the retrain counts on its decision's date (the day its production data ends), not the clock's: a
+    # later judgement of an earlier day (a backfill) counts days and labels from there
+    from biotune import monitoring
+
+    assert sorted(monitoring.loop.retrain_dates("toy-y-logreg")) == [today, bad_day]
+    assert monitoring.last_retrain(bad_day + dt.timedelta(days=2), monitoring.loop.retrain_dates("toy-y-logreg")) \
+        == bad_day
+
     # the next retrain starts after what the new champion learned: nothing new up to the same date
     again = steps.prepare("toy", params, "retrain-2", retrain={"date": bad_day.isoformat()})
     assert again["production"]["batches"] == [] and again["production"]["since_by_model"] == {

@@ -71,25 +71,28 @@ def reference_frame(run_id: str, model: str):
     return pd.read_parquet(local)
 
 
-
 def last_retrain(as_of, finished: Sequence = ()) -> dt.date | None:
-    """The latest retrain that finished on or before ``as_of``: the latest registration date among
-    the model's versions (a trained, registered version, promoted or not). A retrain that was only
-    queued (a 'yes' decision) does not count: it may still fail. Later events are ignored, so a
-    backfill judges each date with what was known then."""
+    """The latest retrain that finished on or before ``as_of`` (dates from :func:`retrain_dates`). A
+    retrain that was only queued (a 'yes' decision) does not count: it may still fail."""
     as_of = as_date(as_of)
     events = [as_date(d) for d in finished if d is not None and as_date(d) <= as_of]
     return max(events) if events else None
 
 
-def registration_dates(name: str) -> list[dt.date]:
-    """When each version of a registered model was registered (its training had finished)."""
+def retrain_dates(name: str) -> list[dt.date]:
+    """Each trained, registered version (promoted or not) on the monitoring's own calendar: a retrain
+    counts on the day its production data ends (``data_production_until``: the decision's date), any
+    other training on its registration date. The decision's date, not the clock: a retrain decided
+    for 12-04 and finished on 12-07 has answered the evidence up to 12-04, and a later judgement of
+    12-05 or 12-06 (a backfill) counts its labels and days from there, not from before it."""
     from biotune import registry
 
     client = registry.configure()
     with registry.registry_call(f"list the versions of {name}"):
         versions = client.search_model_versions(f"name = '{name}'")
-    return [dt.datetime.fromtimestamp(int(v.creation_timestamp) / 1000, dt.timezone.utc).date() for v in versions]
+        learned = {v.version: client.get_run(v.run_id).data.params.get("data_production_until") for v in versions}
+    return [as_date(learned[v.version]) if learned[v.version] not in (None, "", "None") else
+            dt.datetime.fromtimestamp(int(v.creation_timestamp) / 1000, dt.timezone.utc).date() for v in versions]
 
 
 def evaluate(spec: ModelSpec, as_of, *, in_flight: bool = False, run_id: str | None = None,
@@ -104,7 +107,7 @@ def evaluate(spec: ModelSpec, as_of, *, in_flight: bool = False, run_id: str | N
     if version is not None:
         registered = registry.registration_date(spec.name, version.version)
         test_error = reference_error_rate(version.metrics)
-    facts = RetrainFacts(as_of=as_of, last_retrain=last_retrain(as_of, registration_dates(spec.name)),
+    facts = RetrainFacts(as_of=as_of, last_retrain=last_retrain(as_of, retrain_dates(spec.name)),
                          in_flight=in_flight, test_error_rate=test_error, dag_id=dag_id or spec.retraining.dag_id)
     rows = history(spec.name, until=as_of, uri=uri)
     decision = retraining_decision(rows, spec, facts)
