@@ -124,8 +124,10 @@ def test_drift_from_day_5_retrain_on_day_7(monitor_home):
     # predictions for every day, written by batch_scoring
     for day in DATES:
         preds = pd.read_parquet(storage.lake_path("predictions", "mood", day.isoformat(), f"{MODEL}.parquet"))
-        assert list(preds.columns) == ["person_id", "proba", "prediction", "confidence", "model_version"]
+        assert list(preds.columns) == ["person_id", "proba", "prediction", "confidence", "served_by",
+                                       "serving_reason", "model_version"]
         assert len(preds) == 250 and (preds["model_version"] == champion["version"]).all()
+        assert (preds["served_by"] == f"{MODEL} v{champion['version']}").all()  # no per-person models in mood
 
     # drift flagged from day 5 on, not before; one row per date
     rows = {r["date"]: r for r in monitoring.history(MODEL)}
