@@ -67,11 +67,11 @@ def batch_scoring():
     @task(map_index_template="{{ biotune_label }}")
     def validate(job: dict, run_id=None) -> dict:
         """The family's batch suite; a failing batch is quarantined with its report."""
-        from biotune import steps
+        from biotune import scoring
 
         label_map_index(job["family"])
         with fail_fast_on_bad_input():
-            outcome = steps.validate_batch(job["family"], job["date"], run_id=run_id)
+            outcome = scoring.validate_batch(job["family"], job["date"], run_id=run_id)
         return {**job, **outcome}
 
     @task
@@ -83,11 +83,11 @@ def batch_scoring():
     @task(map_index_template="{{ biotune_label }}", outlets=[PREDICTIONS])
     def score(job: dict, run_id=None) -> dict:
         """The champion's predictions with confidence, written to predictions/<family>/<date>/."""
-        from biotune import steps
+        from biotune import scoring
 
         label_map_index(job["model"])
         with fail_fast_on_bad_input():
-            scored = steps.score_batch(job["model"], job["date"], run_id=run_id)
+            scored = scoring.score_batch(job["model"], job["date"], run_id=run_id)
         return {"model": scored.model, "version": scored.model_version, "date": scored.date,
                 "n": scored.n_rows, "predictions": scored.predictions_uri, "served": scored.extra.get("served"),
                 "mean_confidence": float(scored.confidence.mean())

@@ -74,12 +74,12 @@ def drift_monitoring():
     @task(map_index_template="{{ biotune_label }}")
     def measure(job: dict, params=None, run_id=None) -> dict:
         """PSI per feature, prediction drift, confidence, error rate; one history row."""
-        from biotune import steps
+        from biotune import scoring
         from biotune.specs import get_spec
 
         label_map_index(job["model"])
         with fail_fast_on_bad_input():
-            row = steps.monitor_model(get_spec(job["model"]), job["date"], run_id=run_id,
+            row = scoring.monitor_model(get_spec(job["model"]), job["date"], run_id=run_id,
                                       report=bool(params["evidently_report"]))
         return {k: row.get(k) for k in ROW_KEYS}
 

@@ -59,7 +59,7 @@ def collect(fam: Family, until, run_id: str, *, since=None, progress: Progress |
     """The family's labelled batches up to ``until`` that its models have not learned from yet
     (after ``since`` when given, else per model after :func:`learned_until`), validated. Returns a
     JSON-able summary for the run's dataset dict."""
-    from biotune import steps
+    from biotune import scoring
 
     until = as_date(until)
     specs = fam.specs()
@@ -72,7 +72,7 @@ def collect(fam: Family, until, run_id: str, *, since=None, progress: Progress |
             continue
         uri = fam.batch_uri(day)
         try:
-            steps.validate_batch(fam.name, day, run_id)
+            scoring.validate_batch(fam.name, day, run_id)
             batch = fam.read_batch(uri)
         except BiotuneError as exc:
             if not exc.bad_input:

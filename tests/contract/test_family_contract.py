@@ -52,7 +52,7 @@ def test_every_family_is_discovered():
 @pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_family_contract(family, home, tmp_path, monkeypatch):
-    from biotune import monitoring, registry, steps, storage
+    from biotune import monitoring, registry, scoring, steps, storage
     from biotune.errors import BiotuneError
     from biotune.family import get_family
     from biotune.specs import get_spec
@@ -86,16 +86,16 @@ def test_family_contract(family, home, tmp_path, monkeypatch):
     # a batch scored and measured for drift
     day = "2026-10-01"
     fam.demo_batch(day, 60, seed=5)
-    assert steps.validate_batch(family, day, run_id="t")["status"] == "ok"
+    assert scoring.validate_batch(family, day, run_id="t")["status"] == "ok"
     for name in names:
-        scored = steps.score_batch(name, day, run_id="t")
+        scored = scoring.score_batch(name, day, run_id="t")
         predictions = storage.read_parquet(scored.predictions_uri)
         assert len(predictions) == 60 and fam.id_column in predictions.columns
         # every row says which model served it and why; no person has a model of their own here
         champion = registry.champion(name)
         assert set(predictions["served_by"]) == {f"{name} v{champion.version}"}, name
         assert predictions["serving_reason"].str.len().gt(0).all()
-        row = steps.monitor_model(get_spec(name), day, run_id="t", report=False)
+        row = scoring.monitor_model(get_spec(name), day, run_id="t", report=False)
         assert row["status"] == "ok", row
         assert row["n_rows"] == 60 and row["max_psi"] is not None and row["psi"]
         # measured on the model's own drift features: exactly those of the reference logged with it
@@ -120,7 +120,7 @@ def test_family_contract(family, home, tmp_path, monkeypatch):
         test, test_counts = steps.split(spec, fam, dataset, "test")
         assert train_counts["production"] + test_counts["production"] > 0, name
         assert len(train) == train_counts["original_used"] + train_counts["production"]
-        assert len(np.asarray(steps.load_champion(name).predict(test.x), dtype=object)) == len(test)
+        assert len(np.asarray(scoring.load_champion(name).predict(test.x), dtype=object)) == len(test)
 
     # a corrupt batch: typed error, quarantined, no model touched
     bad_day = "2026-10-02"
@@ -128,7 +128,7 @@ def test_family_contract(family, home, tmp_path, monkeypatch):
     storage.write_bytes(path, b"this is not a batch file")
     before = {n: registry.champion(n).version for n in names}
     with pytest.raises(BiotuneError):
-        steps.validate_batch(family, bad_day, run_id="t")
+        scoring.validate_batch(family, bad_day, run_id="t")
     assert not storage.exists(path)
     assert list(Path(storage.lake_path("quarantine")).rglob(fam.batch_file))
     assert {n: registry.champion(n).version for n in names} == before

@@ -56,7 +56,7 @@ def test_planted_pipeline_bug_stops_at_the_diagnostic(activity_home, tmp_path):
 
 
 def test_garmin_data_to_a_gated_champion_then_monitored(activity_home, tmp_path):
-    from biotune import registry, steps
+    from biotune import registry, scoring
     from biotune.activity.adaptation import run_dir
     from biotune.family import get_family
     from biotune.specs import get_spec
@@ -82,8 +82,8 @@ def test_garmin_data_to_a_gated_champion_then_monitored(activity_home, tmp_path)
     fam = get_family("activity")
     day = "2026-10-01"
     fam.demo_batch(day, 40, seed=5)
-    assert steps.validate_batch("activity", day, run_id="t")["status"] == "ok"
-    scored = steps.score_batch(NAME, day, run_id="t")
+    assert scoring.validate_batch("activity", day, run_id="t")["status"] == "ok"
+    scored = scoring.score_batch(NAME, day, run_id="t")
     assert scored.proba.shape == (40, 11) and scored.confidence.shape == (40,)
-    row = steps.monitor_model(get_spec(NAME), day, run_id="t", report=False)
+    row = scoring.monitor_model(get_spec(NAME), day, run_id="t", report=False)
     assert row["status"] == "ok" and row["n_rows"] == 40 and row["psi"]

@@ -79,7 +79,7 @@ def test_a_bad_file_is_quarantined_with_its_report(family, source, tmp_path):
 
 
 def test_batches_validation_and_outputs(family, home):
-    from biotune import steps, storage
+    from biotune import scoring, storage
     from biotune.glucose.answers import format_ok
 
     path = family.demo_batch("2026-10-01", 12, seed=2)
@@ -92,7 +92,7 @@ def test_batches_validation_and_outputs(family, home):
     assert feats.shape == (12, 8) and feats.dtypes.eq("float64").all()
     labels = family.batch_labels(spec, batch)
     assert sum(lab is not None for lab in labels) == 4  # 30% of the rows carry a reviewed answer
-    assert steps.validate_batch("glucose", "2026-10-01", run_id="t")["status"] == "ok"
+    assert scoring.validate_batch("glucose", "2026-10-01", run_id="t")["status"] == "ok"
     shifted = family.read_batch(family.demo_batch("2026-10-02", 12, seed=2, shifted=True))
     assert family.drift_features(spec, shifted)["lows_pct"].mean() > feats["lows_pct"].mean()
     cats = family.output_categories(spec, [labels[0], "no format"])
@@ -100,7 +100,7 @@ def test_batches_validation_and_outputs(family, home):
     bad = family.batch_uri("2026-10-03")
     storage.write_bytes(bad, b"this is not a batch file")
     with pytest.raises(BiotuneError):
-        steps.validate_batch("glucose", "2026-10-03", run_id="t")
+        scoring.validate_batch("glucose", "2026-10-03", run_id="t")
     assert not storage.exists(bad) and list(Path(storage.lake_path("quarantine")).rglob("prompts.jsonl"))
     storage.write_text(family.batch_uri("2026-10-04"), '{"id": "a", "messages": "hi"}\n')
     with pytest.raises(InputFormatError, match="line 1"):

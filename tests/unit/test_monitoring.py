@@ -404,13 +404,13 @@ def test_shifted_batches_drift():
 
 
 def test_missing_batch_and_missing_reference_are_recorded_not_raised(home, monkeypatch):
-    from biotune import registry, steps
+    from biotune import registry, scoring
 
     version = registry.Version(name="mood-depression-xgb", version="3", run_id="r1", model_uri="m", aliases=[],
                                metrics={}, tags={})
     monkeypatch.setattr(registry, "champion", lambda name: version)
     spec = _spec()
-    row = steps.monitor_model(spec, "2026-10-02", run_id="t")
+    row = scoring.monitor_model(spec, "2026-10-02", run_id="t")
     assert row["status"] == "missing" and row["n_rows"] == 0 and row["drifted_features"] == 0
 
     _land(home, day="2026-10-01", persons=5)
@@ -419,9 +419,9 @@ def test_missing_batch_and_missing_reference_are_recorded_not_raised(home, monke
         raise DriftError(f"{model}'s training run {run_id} logged no reference/features.parquet", where="x", fix="y")
 
     monkeypatch.setattr(monitoring, "reference_frame", no_reference)
-    row = steps.monitor_model(spec, "2026-10-01", run_id="t")
+    row = scoring.monitor_model(spec, "2026-10-01", run_id="t")
     assert row["status"] == "error" and "logged no reference" in row["error"]
-    row = steps.monitor_model(spec, "2026-10-01", run_id="t2")  # re-run: still one row
+    row = scoring.monitor_model(spec, "2026-10-01", run_id="t2")  # re-run: still one row
     rows = monitoring.history("mood-depression-xgb")
     assert [(r["date"], r["status"]) for r in rows] == [("2026-10-01", "error"), ("2026-10-02", "missing")]
     assert rows[0]["run_id"] == "t2"

@@ -108,7 +108,7 @@ def _land_batch(day: str, ids: list[str], seed: int = 9) -> pd.DataFrame:
 
 
 def test_each_person_day_is_served_by_the_model_that_serves_the_person(world):
-    from biotune import registry, steps, storage
+    from biotune import registry, scoring, storage
     from biotune.mood.personal import crypto, predict, serving
     from biotune.mood.personal.population import load_serving
     from biotune.specs import get_spec
@@ -118,8 +118,8 @@ def test_each_person_day_is_served_by_the_model_that_serves_the_person(world):
     others = [f"s-demo{i:04d}" for i in range(60)]           # anonymous demo ids: never a stored person
     ids = ["alice", "bob", "carol", *others]                # raw ids: pseudonymised when read
     sent = _land_batch(DAY, ids)
-    assert steps.validate_batch("mood_personal", DAY)["status"] == "ok"
-    scored = steps.score_batch(MODEL, DAY, run_id="t")
+    assert scoring.validate_batch("mood_personal", DAY)["status"] == "ok"
+    scored = scoring.score_batch(MODEL, DAY, run_id="t")
     written = storage.read_parquet(scored.predictions_uri)
     alice, bob, carol = crypto.pseudonyms(["alice", "bob", "carol"])
     assert list(written["person_id"][:3]) == [alice, bob, carol]
@@ -135,7 +135,7 @@ def test_each_person_day_is_served_by_the_model_that_serves_the_person(world):
                                       f"champion is v{world['v2']}": 1}
 
     # the population's rows are the champion's outputs; alice's is what `biotune mood predict` serves her
-    champion = steps.load_champion(MODEL, world["v2"]).predict(sent[SLEEP_FEATURE_NAMES])
+    champion = scoring.load_champion(MODEL, world["v2"]).predict(sent[SLEEP_FEATURE_NAMES])
     assert np.allclose(written["champion_proba"], champion) and np.allclose(written["proba"][1:], champion[1:])
     served = predict.predict_day(alice, TASK, load_serving(world["bundle_v2"]["dir"]),
                                  sent.loc[0, SLEEP_FEATURE_NAMES].to_numpy(float), None, base=world["base"])
@@ -146,9 +146,9 @@ def test_each_person_day_is_served_by_the_model_that_serves_the_person(world):
     assert (written["model_version"] == world["v2"]).all()
 
     # drift and the retraining rule keep measuring the population champion on every row
-    row = steps.monitor_model(get_spec(MODEL), DAY, run_id="t", report=False)
+    row = scoring.monitor_model(get_spec(MODEL), DAY, run_id="t", report=False)
     assert row["status"] == "ok" and row["n_rows"] == len(ids) >= get_spec(MODEL).drift.min_rows, row
-    reread = steps.scored_batch(MODEL, DAY, version=registry.champion(MODEL))
+    reread = scoring.scored_batch(MODEL, DAY, version=registry.champion(MODEL))
     assert reread.extra.get("reused") and np.allclose(reread.proba, champion)
     assert serving.personal_champions(serving.person_spec(get_spec(MODEL))) == {
         alice: world["alice"]["version"], bob: world["bob"]["version"]}

@@ -64,7 +64,7 @@ def _model_for_shift(spec_name: str, prepared: dict):
 
     champ = registry.champion(spec_name)
     if champ is not None:
-        from biotune.steps import load_champion
+        from biotune.scoring import load_champion
 
         model = load_champion(spec_name, champ.version)
         return (lambda x: model.predict(x)), f"champion v{champ.version}"

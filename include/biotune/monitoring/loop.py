@@ -1,6 +1,6 @@
 """The monitoring loop's decisions: which champions are watched, their logged references, the
 retraining rule evaluated with the facts on record, and the retrain plans. (Measuring a champion
-on one date needs the family: that step is :func:`biotune.steps.monitor_model`.)"""
+on one date needs the family: that step is :func:`biotune.scoring.monitor_model`.)"""
 
 from __future__ import annotations
 

@@ -46,9 +46,9 @@ def batch_uri(date) -> str:
 
 
 def predictions_uri(date, model_name: str) -> str:
-    from biotune import steps
+    from biotune import scoring
 
-    return steps.predictions_uri(FAMILY, date, model_name)
+    return scoring.predictions_uri(FAMILY, date, model_name)
 
 
 # ------------------------------------------------------------------------------------ reading
@@ -203,9 +203,9 @@ def validation_frame(path: str) -> pd.DataFrame:
 
 def validate_batch(date, run_id: str = "") -> dict:
     """Run the ``mood_batch`` suite on the day's batch (the shared step); on failure quarantine it and raise."""
-    from biotune import steps
+    from biotune import scoring
 
-    return steps.validate_batch(FAMILY, date, run_id=run_id)
+    return scoring.validate_batch(FAMILY, date, run_id=run_id)
 
 
 # ----------------------------------------------------------------------------- features, scoring

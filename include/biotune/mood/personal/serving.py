@@ -1,5 +1,5 @@
 """Batch scoring per person: each person-day of a mood_personal batch served by the model that serves
-that person (``MoodPersonalFamily.serve_batch``, called by ``steps.score_batch``).
+that person (``MoodPersonalFamily.serve_batch``, called by ``scoring.score_batch``).
 
 For the population model ``mood_personal-<task>-xgb`` whose champion scores the day, a row is served by
 the person's own champion ``mood_personal-<task>-personal--<pseudonym>`` when it is *current*: it was
