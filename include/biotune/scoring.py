@@ -236,8 +236,9 @@ def score_batch(model_name: str, date, run_id: str = "", *, version=None, batch=
     out["model_version"] = str(version.version)
     uri = storage.write_parquet(out, predictions_uri(fam.name, day, model_name))
     labels = fam.batch_labels(spec, batch)
-    log.info("%s v%s scored %d rows of %s%s: %s", model_name, version.version, len(out), day,
-             f" (mean confidence {float(np.mean(conf)):.3f})" if conf is not None and len(conf) else "", uri)
+    log.info("%s v%s scored %d rows of %s%s: %s; served: %s", model_name, version.version, len(out), day,
+             f" (mean confidence {float(np.mean(conf)):.3f})" if conf is not None and len(conf) else "", uri,
+             "; ".join(f"{n} x {reason}" for reason, n in sorted(counts.items())))
     return ScoredBatch(model=model_name, model_version=str(version.version), date=day, task_type=spec.task_type,
                        features=features, proba=outputs, prediction=prediction, confidence=conf, labels=labels,
                        threshold=threshold, predictions_uri=uri, classes=spec.classes,

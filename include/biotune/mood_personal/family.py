@@ -15,7 +15,7 @@ Kept light to import (no torch, pandas or xgboost at the top).
 
 from __future__ import annotations
 
-from biotune.family import Batch, Family, Served, Split, register
+from biotune.family import Batch, Family, Split, register
 from biotune.mood.family import XGBoostArchitecture
 
 TASKS = ("depressive", "manic", "hypomanic")
@@ -89,8 +89,7 @@ class MoodPersonalFamily(Family):
 
         if spec.scope != "population" or serving.person_spec(spec) is None:
             return None
-        routed = serving.serve_batch(spec, batch, champion, inputs)
-        return Served(routed["served_by"], routed["reasons"], routed["rows"], routed["outputs"], routed["thresholds"])
+        return serving.serve_batch(spec, batch, champion, inputs)
 
     # ------------------------------------------------------------------ generated data
     def demo_training_data(self, directory, size, seed=0):

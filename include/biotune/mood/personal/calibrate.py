@@ -289,23 +289,22 @@ def calibrate_days(days, population: PopulationModels, *, policy: dict | None = 
     gain = metrics["personal"]["auc"] - metrics["population"]["auc"]
     # beating a population that is worse than chance on this person is not enough: the personal model
     # must be good on its own too
+    beats = bool(np.isfinite(gain) and gain >= pol["personal_margin"])
     weak = not metrics["personal"]["auc"] >= pol["personal_min_auc"]
-    if np.isfinite(gain) and gain >= pol["personal_margin"] and not weak:
+    if beats and not weak:
         out.decision = "personal"
         out.reasons.append(f"personal AUC {metrics['personal']['auc']:.3f} beats the population's "
                            f"{metrics['population']['auc']:.3f} by {gain:+.3f} on the latest {len(T)} days "
                            f"(needs {pol['personal_margin']:+.3f})")
         artifacts["xgb"] = bytes(booster.save_raw("json"))
-    elif weak and np.isfinite(gain) and gain >= pol["personal_margin"]:
-        out.reasons.append(f"personal AUC {metrics['personal']['auc']:.3f} beats the population's "
-                           f"{metrics['population']['auc']:.3f} but misses the minimum {pol['personal_min_auc']:.3f} "
-                           "on the latest days: the population model serves")
-        artifacts.pop("adapter", None)
-        out.adapter_bytes = 0
     else:
-        out.reasons.append(f"personal AUC {metrics['personal']['auc']:.3f} does not beat the population's "
-                           f"{metrics['population']['auc']:.3f} by {pol['personal_margin']:+.3f} "
-                           f"(gain {gain:+.3f}): the population model serves")
+        out.reasons.append(
+            f"personal AUC {metrics['personal']['auc']:.3f} beats the population's "
+            f"{metrics['population']['auc']:.3f} but misses the minimum {pol['personal_min_auc']:.3f} "
+            "on the latest days: the population model serves" if beats else
+            f"personal AUC {metrics['personal']['auc']:.3f} does not beat the population's "
+            f"{metrics['population']['auc']:.3f} by {pol['personal_margin']:+.3f} "
+            f"(gain {gain:+.3f}): the population model serves")
         artifacts.pop("adapter", None)
         out.adapter_bytes = 0
     # serving calibrators on every day held out from the serving side's fitting: val + test for the personal

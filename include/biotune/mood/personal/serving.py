@@ -20,15 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from biotune.errors import InputFormatError
-
-log = logging.getLogger(__name__)
 
 PERSONAL = "personal"
 NO_MODEL = "fallback: no personal model"
@@ -151,14 +148,13 @@ def load_personal(name: str, version: str) -> PersonalModel:
     return model
 
 
-def serve_batch(spec, batch, champion, features) -> dict:
-    """Per row of ``batch``: who serves it and why, and the personal rows' outputs.
-
-    Returns {"served_by": [...], "reasons": [...], "rows": indices served by personal models,
-    "outputs": their calibrated P(1), "thresholds": their thresholds}. ``features`` is the batch's
-    model input (the 36 features, row-aligned).
+def serve_batch(spec, batch, champion, features):
+    """Per row of ``batch``: who serves it and why, and the personal rows' calibrated P(1) and
+    thresholds (a ``family.Served``). ``features`` is the batch's model input (the 36 features,
+    row-aligned).
     """
     from biotune import registry
+    from biotune.family import Served
 
     pop_label = f"{spec.name} v{champion.version}"
     pspec = person_spec(spec)
@@ -192,10 +188,5 @@ def serve_batch(spec, batch, champion, features) -> dict:
         rows.append(i)
         outputs.append(float(model.predict(x[i:i + 1])[0]))
         thresholds.append(model.threshold)
-    counts: dict[str, int] = {}
-    for r in reasons:
-        counts[r] = counts.get(r, 0) + 1
-    log.info("%s v%s: %d of %d rows served by personal models; %s", spec.name, champion.version, len(rows),
-             len(ids), "; ".join(f"{n} x {r}" for r, n in sorted(counts.items())))
-    return {"served_by": served_by, "reasons": reasons, "rows": np.asarray(rows, dtype=np.int64),
-            "outputs": np.asarray(outputs, dtype=np.float64), "thresholds": np.asarray(thresholds, dtype=np.float64)}
+    return Served(served_by, reasons, np.asarray(rows, dtype=np.int64), np.asarray(outputs, dtype=np.float64),
+                  np.asarray(thresholds, dtype=np.float64))
